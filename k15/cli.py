@@ -1,0 +1,109 @@
+"""``k15``: the umbrella command (models, serve, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from k15.config import ConfigError
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="FILE", help="YAML config file")
+    parser.add_argument(
+        "--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+        help="override one config key, e.g. --set engine.max_model_len=2048 (repeatable)",
+    )  # fmt: skip
+
+
+def _human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def cmd_models_prepare_default(args: argparse.Namespace) -> int:
+    from k15.models import prepare_default
+
+    print(prepare_default())
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from k15.models import list_checkpoints
+
+    rows = list_checkpoints()
+    if not rows:
+        print("no local checkpoints yet; run: k15 models prepare-default")
+        return 0
+    print(f"{'KIND':<11} {'SIZE':>8}  {'NAME':<28} PATH")
+    for row in rows:
+        print(f"{row.kind:<11} {_human_size(row.size):>8}  {row.name:<28} {row.path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from k15.config import load_config
+    from serve import stack
+    from serve.config import ServeConfig
+
+    overrides = list(args.overrides)
+    for key in ("model", "port", "host"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    return stack.run(load_config(ServeConfig, args.config, overrides))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from k15 import demo
+    from k15.config import load_config
+
+    return demo.run(load_config(demo.DemoConfig, args.config, args.overrides))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="k15", description="Kimi k1.5 reasoning models: train, serve, evaluate.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    models = sub.add_parser("models", help="prepare and list local checkpoints")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("prepare-default", help="convert the embedded SmolLM2-135M-Instruct once; print its path")
+    models_sub.add_parser("list", help="list local checkpoints with kind and size")
+
+    serve = sub.add_parser("serve", help="serve a checkpoint through the vLLM OpenAI server")
+    _config_args(serve)
+    serve.add_argument("--model", help="checkpoint directory (default: the embedded default model)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    demo = sub.add_parser("demo", help="the main job: one real chat completion from the embedded default")
+    _config_args(demo)
+    return parser
+
+
+COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
+    ("models", "prepare-default"): cmd_models_prepare_default,
+    ("models", "list"): cmd_models_list,
+    ("serve",): cmd_serve,
+    ("demo",): cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    key = (args.command, args.models_command) if args.command == "models" else (args.command,)
+    try:
+        return COMMANDS[key](args)
+    except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
+        print(f"k15: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("k15: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

