@@ -51,7 +51,7 @@ def run(cfg: ServeConfig) -> int:
         print(f"k15 serve: ready in {seconds:.1f} s — OpenAI base URL {server.base_url}/v1", flush=True)
         while server.alive():
             time.sleep(1)
-        print(f"k15 serve: vLLM exited unexpectedly:\n{server.log_tail()}", flush=True)
+        print(f"k15 serve: vLLM exited unexpectedly: {server.failure_summary()}", flush=True)
         return 1
     except (KeyboardInterrupt, _Stop):
         print("k15 serve: stopping …", flush=True)

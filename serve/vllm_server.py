@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -92,6 +93,15 @@ class VLLMServer:
         except OSError:
             return "(no log)"
 
+    def failure_summary(self) -> str:
+        """The log's last error line (vLLM's own reason) and where the full log is."""
+        lines = [line.strip() for line in self.log_tail(200).splitlines() if line.strip()]
+        errors = [
+            line for line in lines if "error" in line.lower() and "://" not in line and not line.startswith("File ")
+        ]
+        reason = (errors or lines or ["(empty log)"])[-1]
+        return f"{reason}\n  full log: {self.log_path}"
+
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -108,7 +118,7 @@ class VLLMServer:
         while time.monotonic() - start < timeout:
             if not self.alive():
                 code = self.process.returncode if self.process else None
-                raise ServerError(f"vLLM server for {self.served_name} exited ({code}):\n{self.log_tail()}")
+                raise ServerError(f"vLLM server for {self.served_name} exited ({code}): {self.failure_summary()}")
             if self.healthy():
                 return time.monotonic() - start
             if progress and time.monotonic() > next_note:
@@ -116,7 +126,9 @@ class VLLMServer:
                 next_note += 15
             time.sleep(0.5)
         self.stop()
-        raise ServerError(f"vLLM server for {self.served_name} not healthy after {timeout:.0f} s:\n{self.log_tail()}")
+        raise ServerError(
+            f"vLLM server for {self.served_name} not healthy after {timeout:.0f} s: {self.failure_summary()}"
+        )
 
     def stop(self, timeout: float = 30) -> None:
         """Terminate the server's process group: SIGTERM, then SIGKILL after ``timeout`` seconds."""
@@ -132,10 +144,8 @@ class VLLMServer:
                 break
             except subprocess.TimeoutExpired:
                 continue
-        try:  # stragglers of the group (engine core) after the leader exited
+        with contextlib.suppress(ProcessLookupError):  # stragglers of the group (engine core)
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process = None
 
     def __enter__(self) -> VLLMServer:

@@ -1,0 +1,67 @@
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from k15 import models
+from k15.checkpoint import CheckpointInfo, Kind, read_info, write_info
+from tests.conftest import run_k15
+
+
+def test_prepare_default_recovers_from_an_interrupted_run_and_is_idempotent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("K15_HOME", str(tmp_path))
+    target = models.default_model_dir()
+    # What a kill mid-conversion can leave: a half-written temp dir, or a target without its k15.json.
+    (target.parent / f".{models.DEFAULT_NAME}-leftover").mkdir(parents=True)
+    target.mkdir()
+    (target / "config.json").write_text("{}")
+
+    path = models.prepare_default(progress=False)
+    assert path == target
+    info = read_info(path)
+    assert info is not None and info.kind is Kind.base
+    assert (path / "model.safetensors").stat().st_size > 200e6  # 135M params in bf16
+    config = json.loads((path / "config.json").read_text())
+    assert "quantization_config" not in config and config["architectures"] == ["LlamaForCausalLM"]
+
+    stamp = (path / "model.safetensors").stat().st_mtime
+    start = time.monotonic()
+    assert models.prepare_default(progress=False) == path
+    assert time.monotonic() - start < 1 and (path / "model.safetensors").stat().st_mtime == stamp
+
+
+def test_resolve_model(default_model: Path, tmp_path: Path) -> None:
+    assert models.resolve_model(None) == default_model
+    assert models.resolve_model("default") == default_model
+    with pytest.raises(FileNotFoundError, match="no such directory"):
+        models.resolve_model(str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="not a Hugging Face checkpoint"):
+        models.resolve_model(str(tmp_path))
+
+
+def test_models_list_shows_default_and_run_checkpoints(default_model: Path, tiny_model: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    run_ckpt = runs / "demo" / "checkpoints" / "iter-3"
+    shutil.copytree(tiny_model, run_ckpt)
+    listed = run_k15("models", "list", env={"K15_RUNS": str(runs)})
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:3] == ["KIND", "SIZE", "NAME"]
+    assert any(line.startswith("base") and str(default_model) in line for line in lines)
+    assert any(line.startswith("unknown") and "iter-3" in line for line in lines)
+
+
+def test_models_list_reads_kind_from_metadata(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("K15_RUNS", str(tmp_path))
+    ckpt = tmp_path / "run" / "final"
+    shutil.copytree(tiny_model, ckpt)
+    write_info(ckpt, CheckpointInfo(kind=Kind.long_cot, name="run-final", iteration=7))
+    rows = {row.name: row for row in models.list_checkpoints()}
+    assert rows["run-final"].kind == "long-cot"
+    assert rows["run-final"].size > 0
