@@ -18,8 +18,6 @@ from typing import Any
 THINK_START = "<think>"
 THINK_END = "</think>"
 CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
-# vLLM reasoning parser whose rules match this convention (think block opened by the prompt).
-VLLM_REASONING_PARSER = "deepseek_r1"
 
 K15_CHAT_TEMPLATE = (
     "{%- for message in messages -%}"

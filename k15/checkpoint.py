@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 METADATA_FILE = "k15.json"
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     base = "base"
     long_cot = "long-cot"
     long2short = "long2short"
@@ -28,7 +28,7 @@ class CheckpointInfo(BaseModel):
     method: str | None = None
     iteration: int | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
-    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     extra: dict[str, Any] = Field(default_factory=dict)
 
 

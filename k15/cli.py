@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from serve.config import ServeConfig
 
     overrides = list(args.overrides)
-    for key in ("model", "port", "host"):
+    for key in ("long", "short", "port", "host", "api_key"):
         if getattr(args, key) is not None:
             overrides.append(f"{key}={getattr(args, key)}")
     return stack.run(load_config(ServeConfig, args.config, overrides))
@@ -73,11 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub.add_parser("prepare-default", help="convert the embedded SmolLM2-135M-Instruct once; print its path")
     models_sub.add_parser("list", help="list local checkpoints with kind and size")
 
-    serve = sub.add_parser("serve", help="serve a checkpoint through the vLLM OpenAI server")
+    serve = sub.add_parser("serve", help="serve the long-CoT and long2short checkpoints behind one OpenAI endpoint")
     _config_args(serve)
-    serve.add_argument("--model", help="checkpoint directory (default: the embedded default model)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--long", metavar="PATH", help="long-CoT checkpoint (default: newest trained, else embedded)")
+    serve.add_argument("--short", metavar="PATH", help="long2short checkpoint (default: newest trained, else embedded)")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--api-key", help="require this key as 'Authorization: Bearer KEY' (or set K15_API_KEY)")
 
     demo = sub.add_parser("demo", help="the main job: one real chat completion from the embedded default")
     _config_args(demo)

@@ -9,7 +9,7 @@ from pydantic import Field
 from k15.config import Config
 from k15.models import prepare_default
 from serve.config import ServeConfig
-from serve.stack import build_server
+from serve.stack import ServingStack
 
 
 class DemoConfig(Config):
@@ -26,16 +26,16 @@ def run(cfg: DemoConfig) -> int:
     model_dir = prepare_default()
     print(f"model      {model_dir}  (ready in {time.monotonic() - start:.1f} s)", flush=True)
     cfg.serve.port = 0
-    with build_server(cfg.serve) as server:
-        engine_seconds = server.wait_healthy(cfg.serve.startup_timeout_s, progress=True)
-        print(f"engine     vLLM OpenAI server at {server.base_url} (healthy in {engine_seconds:.1f} s)", flush=True)
-        client = OpenAI(base_url=f"{server.base_url}/v1", api_key="unused")
+    up = time.monotonic()
+    with ServingStack(cfg.serve, log=lambda line: None) as stack:
+        print(f"engine     vLLM OpenAI server behind {stack.base_url} (up in {time.monotonic() - up:.1f} s)")
+        client = OpenAI(base_url=stack.base_url, api_key=cfg.serve.api_key or "unused")
         sent = time.monotonic()
         first_token: float | None = None
         parts: list[str] = []
         usage = None
         stream = client.chat.completions.create(
-            model=cfg.serve.served_name,
+            model=cfg.serve.names.auto,
             messages=[{"role": "user", "content": cfg.question}],
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,

@@ -1,61 +1,140 @@
-"""The serving stack behind ``k15 serve``: resolve the checkpoint, run vLLM, stop cleanly on signals."""
+"""The serving stack behind ``k15 serve``: supervised vLLM backends and the router, started and stopped as one."""
 
 from __future__ import annotations
 
+import os
 import signal
-import time
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
-from k15.chat import VLLM_REASONING_PARSER
-from k15.checkpoint import Kind, read_info
-from k15.models import resolve_model
+import uvicorn
+
+from k15 import paths
+from k15.checkpoint import Kind
+from k15.models import list_checkpoints, resolve_model
+from serve.backends import Backend
 from serve.config import ServeConfig
-from serve.vllm_server import VLLMServer, free_port
+from serve.router import create_app
+from serve.vllm_server import free_port
 
 
-def reasoning_parser_for(model: Path) -> str | None:
-    """Checkpoints k15 trained think in ``<think>`` blocks; base models get no reasoning parser."""
-    info = read_info(model)
-    return VLLM_REASONING_PARSER if info and info.kind in (Kind.long_cot, Kind.long2short) else None
+def newest_checkpoint(kind: Kind) -> Path | None:
+    """The most recently created checkpoint of ``kind`` under the runs directory."""
+    found = [c for c in list_checkpoints() if c.kind == kind.value and paths.runs_dir() in c.path.parents]
+    return max(found, key=lambda c: c.created).path if found else None
 
 
-def build_server(cfg: ServeConfig) -> VLLMServer:
-    model = resolve_model(cfg.model)
-    return VLLMServer(
-        model,
-        cfg.served_name,
-        engine=cfg.engine,
-        host=cfg.host,
-        port=cfg.port or free_port(cfg.host),
-        reasoning_parser=reasoning_parser_for(model),
-    )
+def choose_checkpoints(cfg: ServeConfig, warn=print) -> tuple[Path, Path]:
+    """The long-CoT and long2short checkpoints: as configured, else the newest trained, else the default."""
+    long = resolve_model(cfg.long) if cfg.long else newest_checkpoint(Kind.long_cot)
+    short = resolve_model(cfg.short) if cfg.short else newest_checkpoint(Kind.long2short)
+    if long is None or short is None:
+        default = resolve_model(None)
+        missing = [n for n, p in (("long-CoT", long), ("long2short", short)) if p is None]
+        warn(f"k15 serve: warning: no {' or '.join(missing)} checkpoint given or found in {paths.runs_dir()}; "
+             f"serving the embedded default {default.name} in its place")  # fmt: skip
+        long, short = long or default, short or default
+    if long == short:
+        warn(f"k15 serve: warning: '{cfg.names.long}' and '{cfg.names.short}' are the same model ({long})")
+    return long, short
 
 
-class _Stop(Exception):
-    pass
+class ServingStack:
+    """Backends + router as one unit: :meth:`start` blocks until every model answers; :meth:`stop` ends all."""
 
+    def __init__(self, cfg: ServeConfig, log=print) -> None:
+        self.cfg = cfg
+        self.log = log
+        if cfg.api_key is None and os.environ.get("K15_API_KEY"):
+            cfg.api_key = os.environ["K15_API_KEY"]
+        long, short = choose_checkpoints(cfg, warn=log)
+        common = {"engine": cfg.engine, "startup_timeout_s": cfg.startup_timeout_s,
+                  "restart_backoff_s": cfg.restart_backoff_s}  # fmt: skip
+        if long == short:  # one engine answers under both names
+            shared = Backend(long, [cfg.names.long, cfg.names.short], **common)
+            self.backends = {cfg.names.long: shared, cfg.names.short: shared}
+        else:
+            self.backends = {cfg.names.long: Backend(long, [cfg.names.long], **common),
+                             cfg.names.short: Backend(short, [cfg.names.short], **common)}  # fmt: skip
+        self.port = cfg.port or free_port(cfg.host)
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.server: uvicorn.Server | None = None
 
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _Stop(signal.Signals(signum).name)
+    @property
+    def unique_backends(self) -> list[Backend]:
+        return list({id(b): b for b in self.backends.values()}.values())
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.cfg.host}:{self.port}/v1"
+
+    def start(self) -> None:
+        for backend in self.unique_backends:
+            self.log(f"k15 serve: starting vLLM for {backend.path} as {', '.join(backend.names)} "
+                     f"(kind {backend.kind}; log {backend.server.log_path})")  # fmt: skip
+        try:
+            for backend in self.unique_backends:
+                backend.launch()
+            with ThreadPoolExecutor(len(self.unique_backends)) as pool:
+                starts = pool.map(lambda b: b.wait_ready(abort=self.stopping), self.unique_backends)
+                for backend, seconds in zip(self.unique_backends, starts, strict=True):
+                    self.log(f"k15 serve: {backend.names[0]} healthy in {seconds:.1f} s")
+        except BaseException:
+            self.stop()
+            raise
+        for backend in self.unique_backends:
+            thread = threading.Thread(target=backend.supervise, args=(self.stopping, self.log), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+        config = uvicorn.Config(create_app(self.cfg, self.backends), host=self.cfg.host, port=self.port,
+                                log_level="warning", timeout_keep_alive=30)  # fmt: skip
+        self.server = uvicorn.Server(config)
+        thread = threading.Thread(target=self.server.run, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        while not self.server.started:
+            if not thread.is_alive():
+                self.stop()
+                raise RuntimeError(f"the router could not listen on {self.cfg.host}:{self.port}")
+            thread.join(0.05)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.server:
+            self.server.should_exit = True
+        for backend in self.unique_backends:
+            backend.stop()
+        for thread in self.threads:
+            thread.join(10)
+
+    def __enter__(self) -> ServingStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def run(cfg: ServeConfig) -> int:
-    """Serve until Ctrl-C or SIGTERM; returns the process exit code."""
-    server = build_server(cfg)
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
-    print(f"k15 serve: starting vLLM for {server.model} as '{cfg.served_name}' (log: {server.log_path})", flush=True)
+    """``k15 serve``: serve until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    stack = ServingStack(cfg)
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        stack.stopping.set()  # also interrupts a start in progress
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
     try:
-        server.start()
-        seconds = server.wait_healthy(cfg.startup_timeout_s, progress=True)
-        print(f"k15 serve: ready in {seconds:.1f} s — OpenAI base URL {server.base_url}/v1", flush=True)
-        while server.alive():
-            time.sleep(1)
-        print(f"k15 serve: vLLM exited unexpectedly: {server.failure_summary()}", flush=True)
-        return 1
-    except (KeyboardInterrupt, _Stop):
+        stack.start()
+        names = ", ".join([*stack.backends, cfg.names.auto])
+        print(f"k15 serve: ready — OpenAI base URL {stack.base_url} (models: {names})", flush=True)
+        stop.wait()
         print("k15 serve: stopping …", flush=True)
-        return 0
     finally:
-        server.stop()
-        signal.signal(signal.SIGTERM, previous)
+        stack.stop()
+    return 0

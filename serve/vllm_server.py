@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,21 +45,20 @@ class VLLMServer:
     def __init__(
         self,
         model: Path,
-        served_name: str,
+        served_names: str | list[str],
         engine: EngineConfig | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
-        reasoning_parser: str | None = None,
         extra_args: list[str] | None = None,
     ) -> None:
         self.model = Path(model)
-        self.served_name = served_name
+        self.served_names = [served_names] if isinstance(served_names, str) else list(served_names)
+        self.served_name = self.served_names[0]
         self.engine = engine or EngineConfig()
         self.host = host
         self.port = port or free_port(host)
-        self.reasoning_parser = reasoning_parser
         self.extra_args = extra_args or []
-        self.log_path = paths.logs_dir() / f"vllm-{served_name}-{self.port}.log"
+        self.log_path = paths.logs_dir() / f"vllm-{self.served_name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -69,17 +69,15 @@ class VLLMServer:
         cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(self.model),
-            "--served-model-name", self.served_name,
+            "--served-model-name", *self.served_names,
             "--host", self.host,
             "--port", str(self.port),
             *self.engine.server_args(),
         ]  # fmt: skip
-        if self.reasoning_parser:
-            cmd += ["--reasoning-parser", self.reasoning_parser]
         return cmd + self.extra_args
 
     def start(self) -> None:
-        log = open(self.log_path, "wb")  # noqa: SIM115 - the child owns it for its lifetime
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -111,11 +109,14 @@ class VLLMServer:
         except httpx.HTTPError:
             return False
 
-    def wait_healthy(self, timeout: float = 600, progress: bool = False) -> float:
-        """Block until ``/health`` answers 200; return the seconds it took. Raises if the child exits."""
+    def wait_healthy(self, timeout: float = 600, progress: bool = False, abort: threading.Event | None = None) -> float:
+        """Block until ``/health`` answers 200; return the seconds it took. Raises if the child exits or on abort."""
         start = time.monotonic()
         next_note = start + 15
         while time.monotonic() - start < timeout:
+            if abort is not None and abort.is_set():
+                self.stop()
+                raise ServerError(f"start of vLLM for {self.served_name} was interrupted")
             if not self.alive():
                 code = self.process.returncode if self.process else None
                 raise ServerError(f"vLLM server for {self.served_name} exited ({code}): {self.failure_summary()}")

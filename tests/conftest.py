@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,65 @@ def build_tiny_model(source: Path, out: Path, layers: int = 2, hidden: int = 128
 @pytest.fixture(scope="session")
 def tiny_model(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(default_model, tmp_path_factory.mktemp("tiny-model"))
+
+
+def make_checkpoint(source: Path, out: Path, kind: str, k15_template: bool = True) -> Path:
+    """A copy of ``source`` labelled as a k15 checkpoint of ``kind`` (with the k15 think template)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from k15.chat import apply_k15_template
+    from k15.checkpoint import CheckpointInfo, Kind, write_info
+
+    shutil.copytree(source, out)
+    if k15_template:
+        tokenizer = AutoTokenizer.from_pretrained(out)
+        apply_k15_template(tokenizer)
+        tokenizer.save_pretrained(out)
+    write_info(out, CheckpointInfo(kind=Kind(kind), name=out.name, base_model=str(source)))
+    return out
+
+
+class ServeProcess:
+    """A real ``k15 serve`` process on loopback, as users start it."""
+
+    def __init__(self, args: list[str], api_key: str | None = None, timeout: float = 400) -> None:
+        import threading
+
+        from serve.vllm_server import free_port
+
+        self.port = free_port()
+        self.api_key = api_key
+        exe = Path(sys.executable).parent / "k15"
+        cmd = [str(exe), "serve", "--port", str(self.port), *args] + (["--api-key", api_key] if api_key else [])
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        ready = threading.Event()
+
+        def pump() -> None:
+            for line in self.proc.stdout:  # type: ignore[union-attr]
+                self.lines.append(line)
+                if "ready — OpenAI base URL" in line:
+                    ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.5):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                raise RuntimeError("k15 serve did not become ready:\n" + "".join(self.lines))
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def stop(self) -> int:
+        import signal
+
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(120)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from serve.vllm_server import free_port
-from tests.conftest import REPO, run_k15
+from tests.conftest import REPO, ServeProcess, run_k15
 
 pytestmark = pytest.mark.vllm
 EAGER = ["--set", "engine.enforce_eager=true", "--set", "engine.max_model_len=2048"]
@@ -29,32 +25,15 @@ def test_vllm_imports_without_the_cuda_vision_packages() -> None:
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
-def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> list[str]:
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline() if proc.stdout else ""
-        if not line and proc.poll() is not None:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"no {needle!r} within {timeout} s; output:\n{''.join(lines)}")
-
-
-def test_k15_serve_answers_with_the_default_model_and_stops_cleanly(default_model: Path) -> None:
+def test_k15_serve_without_arguments_serves_the_default_model_and_stops_cleanly(default_model: Path) -> None:
     from openai import OpenAI
 
-    port = free_port()
-    exe = Path(sys.executable).parent / "k15"
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--port", str(port), *EAGER],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ,
-    )  # fmt: skip
+    server = ServeProcess(EAGER)
     try:
-        _wait_for_line(proc, "ready in", timeout=400)
-        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
-        assert [m.id for m in client.models.list().data] == ["k15"]
+        output = "".join(server.lines)
+        assert "warning: no long-CoT or long2short checkpoint" in output and "are the same model" in output
+        client = OpenAI(base_url=server.base_url, api_key="unused")
+        assert {m.id for m in client.models.list().data} == {"k15-long", "k15-short", "k15"}
         reply = client.chat.completions.create(
             model="k15",
             messages=[{"role": "user", "content": "What is the capital of France?"}],
@@ -62,23 +41,21 @@ def test_k15_serve_answers_with_the_default_model_and_stops_cleanly(default_mode
             temperature=0,
         )
         assert "Paris" in reply.choices[0].message.content  # the converted weights are the real model
-        assert reply.usage.completion_tokens > 0
-        children = psutil.Process(proc.pid).children(recursive=True)
+        children = psutil.Process(server.proc.pid).children(recursive=True)
         assert children, "k15 serve should supervise a vLLM child process"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(90) == 0
+        assert server.stop() == 0
         _gone, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, f"orphans left behind: {[p.pid for p in alive]}"
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if server.proc.poll() is None:
+            server.proc.kill()
 
 
 def test_serve_reports_a_failed_engine_start_without_hanging(default_model: Path) -> None:
     # A context longer than the model supports makes vLLM refuse to start: k15 must say so and exit.
     result = run_k15("serve", "--port", "0", "--set", "engine.max_model_len=1000000", timeout=300)
     assert result.returncode == 2
-    assert "vLLM server for k15 exited" in result.stderr
+    assert "vLLM server for k15-long exited" in result.stderr
     assert "max_model_len" in result.stderr and "full log:" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -90,7 +67,7 @@ def test_bad_serve_config_fails_before_any_work(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{cfg}: key 'engine.gpu_memory_utilization'" in result.stderr
     assert "Traceback" not in result.stderr
-    missing = run_k15("serve", "--model", str(tmp_path / "nope"))
+    missing = run_k15("serve", "--long", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no such directory" in missing.stderr
 
 

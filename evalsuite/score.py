@@ -1,0 +1,128 @@
+"""Grade a JSONL file of responses: each good line gains ``extracted``, ``correct`` and ``truncated``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from evalsuite.grading import get_grader
+
+
+@dataclass
+class Summary:
+    graded: int = 0
+    correct: int = 0
+    truncated: int = 0
+    skipped: int = 0
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.graded if self.graded else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"graded {self.graded}, accuracy {self.accuracy:.4f} ({self.correct}/{self.graded}), "
+            f"truncated {self.truncated}, skipped {self.skipped}"
+        )
+
+
+def row_error(row: Any, task: str) -> str | None:
+    """Why ``row`` cannot be graded for ``task``, or None."""
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    for key in ("response", "answer"):
+        if key not in row:
+            return f"missing {key!r}"
+    if not isinstance(row["response"], str):
+        return "'response' is not a string"
+    if isinstance(row["answer"], bool) or not isinstance(row["answer"], (str, int, float)):
+        return "'answer' is not a string or a number"
+    if not isinstance(row.get("finish_reason"), (str, type(None))):
+        return "'finish_reason' is not a string"
+    if task == "mathvista":
+        for key in ("question_type", "answer_type"):
+            if not isinstance(row.get(key), str):
+                return f"{key!r} is missing or not a string"
+        choices = row.get("choices")
+        if row["question_type"] == "multi_choice" and not (
+            isinstance(choices, list) and choices and all(isinstance(c, str) for c in choices)
+        ):
+            return "'choices' is not a non-empty list of strings"
+        if isinstance(row.get("precision"), bool) or not isinstance(row.get("precision"), (int, float, type(None))):
+            return "'precision' is not a number"
+    return None
+
+
+def _parse_line(raw: bytes, task: str) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON ({exc.msg})"
+    error = row_error(row, task)
+    return (None, error) if error else (row, None)
+
+
+def score_lines(
+    path: Path, task: str, summary: Summary, *, think_opened_by_prompt: bool = False, errors: TextIO = sys.stderr
+) -> Iterator[dict[str, Any]]:
+    """Graded rows of the JSONL file ``path``; bad lines are reported as ``FILE:LINE: reason`` and counted."""
+    grader = get_grader(task)
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            row, error = _parse_line(raw, task)
+            if row is None:
+                print(f"{path}:{number}: {error}", file=errors)
+                summary.skipped += 1
+                continue
+            grade = grader(
+                row["response"],
+                row,
+                think_opened_by_prompt=think_opened_by_prompt,
+                finish_reason=row.get("finish_reason"),
+            )
+            summary.graded += 1
+            summary.correct += grade.correct
+            summary.truncated += grade.truncated
+            yield {**row, "extracted": grade.extracted, "correct": grade.correct, "truncated": grade.truncated}
+
+
+def score_file(
+    path: Path,
+    task: str,
+    *,
+    out: Path | None = None,
+    think_opened_by_prompt: bool = False,
+    stdout: TextIO = sys.stdout,
+    errors: TextIO = sys.stderr,
+) -> Summary:
+    """Grade ``path`` for ``task``; write the graded lines to ``out`` (atomically) or ``stdout``."""
+    get_grader(task)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    summary = Summary()
+    rows = score_lines(path, task, summary, think_opened_by_prompt=think_opened_by_prompt, errors=errors)
+    if out is None:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False), file=stdout)
+        return summary
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"no such directory: {out.parent}")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as sink:
+            for row in rows:
+                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return summary
