@@ -14,11 +14,11 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_file_and_overrides_layer(tmp_path: Path) -> None:
     path = write(tmp_path, "port: 9000\nengine:\n  max_model_len: 1024\n")
-    cfg = load_config(ServeConfig, path, ["engine.enforce_eager=true", "served_name=k15-long"])
+    cfg = load_config(ServeConfig, path, ["engine.enforce_eager=true", "names.long=thinker"])
     assert cfg.port == 9000
     assert cfg.engine.max_model_len == 1024
     assert cfg.engine.enforce_eager is True
-    assert cfg.served_name == "k15-long"
+    assert cfg.names.long == "thinker"
     assert cfg.host == "127.0.0.1"  # default kept
 
 
