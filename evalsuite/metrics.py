@@ -46,8 +46,9 @@ def _correct(sample: dict[str, Any]) -> bool:
     return bool(sample["correct"]) and not sample.get("error")
 
 
-def _majority_correct(samples: list[dict[str, Any]]) -> bool:
-    """Whether the majority answer of one item's (non-errored) samples was graded correct on some sample."""
+def _majority_correct(group: list[dict[str, Any]]) -> bool:
+    """Whether the majority answer of one item's non-errored samples was graded correct on some sample."""
+    samples = [s for s in group if not s.get("error")]
     answers = [normalize_answer(s.get("extracted")) for s in samples]
     majority = majority_answer(answers)
     return majority is not None and any(a == majority and s["correct"] for a, s in zip(answers, samples, strict=True))
@@ -84,14 +85,13 @@ def summarize(samples: list[dict[str, Any]], wall_s: float | None = None) -> dic
         while k <= min(n for n, _ in counts):
             result[f"pass@{k}"] = statistics.fmean(pass_at_k(n, c, k) for n, c in counts)
             k *= 2
-        votes = [_majority_correct([s for s in group if not s.get("error")]) for group in items.values()]
-        result["maj@n"] = statistics.fmean(votes)
+        result["maj@n"] = statistics.fmean(map(_majority_correct, items.values()))
     result.update(
         mean_completion_tokens=_mean(completion),
         median_completion_tokens=_median(completion),
         mean_reasoning_tokens=_mean(reasoning),
         median_reasoning_tokens=_median(reasoning),
-        truncation_rate=_mean([float(bool(s["truncated"])) for s in ok]),
+        truncation_rate=_mean([bool(s["truncated"]) for s in ok]),
         errors=len(samples) - len(ok),
         wall_s=wall_s,
     )

@@ -4,7 +4,7 @@ Every request streams ``--tokens`` tokens (ignore_eos) from the same vLLM server
 directly; the two paths alternate in rounds so machine noise hits both. Prints p50/p95 latency, time to first
 token and throughput at each concurrency, and the router ÷ bare ratios (targets: latency ≤ 1.05, throughput ≥ 0.95).
 
-    python bench/serve.py [--model PATH] [--concurrency 1 8 32] [--tokens 64] [--rounds 3] [--out docs/bench-serve.md]
+    python bench/bench_serve.py [--model PATH] [--concurrency 1 8 32] [--tokens 64] [--rounds 3] [--out docs/bench-serve.md]
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ def main() -> None:
             print(f"concurrency {concurrency}: router p50 {router['p50']:.3f}s bare {bare['p50']:.3f}s", flush=True)
 
     lines = [
+        "# Router overhead: k15 serve's router ÷ bare vLLM (bench/bench_serve.py)",
+        "",
         f"model: {args.model}, {args.tokens} streamed tokens per request, {args.rounds} alternating rounds "
         "(medians), 2·concurrency requests per round",
         "",

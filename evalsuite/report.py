@@ -1,0 +1,222 @@
+"""Run reports: ``summary.json``, a Markdown table and an accuracy-versus-tokens plot, for one run or several.
+
+``summary.json`` is ``{"run": run_info, "results": [result, ...]}``: ``run_info`` describes the run (the keys
+rendered are ``tasks``, ``models``, ``samples``, ``sampling`` and ``wall_s``; any others are listed as they are) and
+each result is an :func:`evalsuite.metrics.summarize` dict with ``task`` and ``model`` added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+SUMMARY = "summary.json"
+_PLOT_TITLE = "pass@1 against mean completion tokens"
+_MARKERS = "osD^vP*Xph<>"
+_RUN_INFO = {  # run-info keys shown first, with their names
+    "tasks": "tasks",
+    "models": "models",
+    "samples": "samples per item",
+    "sampling": "sampling",
+    "wall_s": "wall time",
+}
+_COLUMNS = [
+    ("pass@1", "pass@1"),
+    ("maj@n", "maj@n"),
+    ("mean_completion_tokens", "completion tok (mean)"),
+    ("median_completion_tokens", "completion tok (median)"),
+    ("mean_reasoning_tokens", "reasoning tok (mean)"),
+    ("median_reasoning_tokens", "reasoning tok (median)"),
+    ("truncation_rate", "truncated"),
+    ("errors", "errors"),
+    ("wall_s", "wall time"),
+]
+
+
+def write_summary(out_dir: Path, run_info: dict[str, Any], results: list[dict[str, Any]]) -> Path:
+    """Write ``out_dir/summary.json`` atomically (a temporary file in ``out_dir``, then a rename); return its path."""
+    for result in results:
+        if not {"task", "model"} <= result.keys():
+            raise ValueError(f"a result lacks 'task' or 'model': {sorted(result)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / SUMMARY
+    tmp = out_dir / f".{SUMMARY}.{uuid.uuid4().hex}.tmp"
+    try:
+        with tmp.open("x", encoding="utf-8") as out:
+            json.dump({"run": run_info, "results": results}, out, indent=2)
+            out.write("\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    """The summary of the run in ``run_dir``; ValueError naming the file when it is missing or malformed."""
+    path = run_dir / SUMMARY
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no run summary here (is {run_dir} an `evalsuite run` output directory?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the run summary: {exc}") from None
+    if not (
+        isinstance(summary, dict)
+        and isinstance(summary.get("run"), dict)
+        and isinstance(summary.get("results"), list)
+        and all(isinstance(r, dict) and isinstance(r.get("task"), str) for r in summary["results"])
+        and all(isinstance(r.get("model"), str) for r in summary["results"])
+    ):
+        raise ValueError(f"{path}: not a run summary (expected run info and results with 'task' and 'model')")
+    return summary
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _tokens(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def _duration(seconds: float | None) -> str:
+    """``42.0 s``, ``3m 05s`` or ``1h 02m``."""
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m {secs:02d}s" if minutes < 60 else f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def _cell(key: str, value: Any) -> str:
+    if key in ("pass@1", "maj@n", "truncation_rate"):
+        return _percent(value)
+    if key == "wall_s":
+        return _duration(value)
+    return str(value) if key == "errors" else _tokens(value)
+
+
+def _escape(text: Any) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def markdown_table(results: list[dict[str, Any]], run_label: str | None = None) -> str:
+    """A Markdown table, a row per result (rates as percentages, missing values as "–").
+
+    A leading ``run`` column holds each result's ``run`` key, else ``run_label``; it appears when either is set.
+    """
+    with_run = run_label is not None or any("run" in r for r in results)
+    header = (["run"] if with_run else []) + ["task", "model"] + [title for _, title in _COLUMNS]
+    align = ["---"] * (len(header) - len(_COLUMNS)) + ["--:"] * len(_COLUMNS)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for result in results:
+        cells = ([result.get("run", run_label)] if with_run else []) + [result["task"], result["model"]]
+        cells = [_escape(c) for c in cells] + [_cell(key, result.get(key)) for key, _ in _COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _series(result: dict[str, Any]) -> str:
+    return f"{result['run']} · {result['model']}" if "run" in result else result["model"]
+
+
+def plot_accuracy_vs_tokens(results: list[dict[str, Any]], path: Path, title: str = _PLOT_TITLE) -> Path:
+    """Plot pass@1 (%) against mean completion tokens into the PNG ``path``; return ``path``.
+
+    Colour by task, marker and label by model (by run · model when results carry ``run``), each task's points joined
+    in token order; log-x when the tokens span more than 10x. Results without both numbers are left out.
+    """
+    points = [r for r in results if r.get("pass@1") is not None and r.get("mean_completion_tokens") is not None]
+    fig = Figure(figsize=(8, 5), dpi=120)
+    ax = fig.add_subplot()
+    tasks = list(dict.fromkeys(r["task"] for r in points))
+    series = list(dict.fromkeys(map(_series, points)))
+    colours = {task: f"C{i % 10}" for i, task in enumerate(tasks)}
+    markers = {name: _MARKERS[i % len(_MARKERS)] for i, name in enumerate(series)}
+    for task in tasks:
+        mine = sorted((r for r in points if r["task"] == task), key=lambda r: r["mean_completion_tokens"])
+        xs = [r["mean_completion_tokens"] for r in mine]
+        ax.plot(xs, [100 * r["pass@1"] for r in mine], color=colours[task], linewidth=0.8, alpha=0.6)
+        for r, x in zip(mine, xs, strict=True):
+            y = 100 * r["pass@1"]
+            ax.scatter(x, y, color=colours[task], marker=markers[_series(r)], s=60, zorder=3)
+            ax.annotate(_series(r), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=7, color="0.3")
+    tokens = [r["mean_completion_tokens"] for r in points]
+    if tokens and min(tokens) > 0 and max(tokens) > 10 * min(tokens):
+        ax.set_xscale("log")
+    if not points:
+        ax.text(0.5, 0.5, "no results to plot", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("mean completion tokens" + (" (log scale)" if ax.get_xscale() == "log" else ""))
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if points:
+        task_handles = [Line2D([], [], color=colours[t], marker="o", linewidth=0.8, label=t) for t in tasks]
+        model_handles = [Line2D([], [], color="0.4", marker=markers[s], linestyle="", label=s) for s in series]
+        by_task = ax.legend(handles=task_handles, title="task", loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+        ax.add_artist(by_task)
+        model_title = "run · model" if any("run" in r for r in points) else "model"
+        ax.legend(handles=model_handles, title=model_title, loc="lower left", bbox_to_anchor=(1.02, 0), fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def _format_info(key: str, value: Any) -> str:
+    if key == "wall_s":
+        return _duration(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _run_info_lines(run_info: dict[str, Any]) -> list[str]:
+    """Markdown list items for ``run_info``: the known keys first, with readable names, then any others."""
+    order = [*(k for k in _RUN_INFO if k in run_info), *(k for k in run_info if k not in _RUN_INFO)]
+    return [f"- {_RUN_INFO.get(k, k)}: {_format_info(k, run_info[k])}" for k in order]
+
+
+def render(out_dir: Path) -> tuple[Path, Path]:
+    """Write ``results.md`` and ``accuracy_vs_tokens.png`` into ``out_dir`` from its ``summary.json``."""
+    summary = load_summary(out_dir)
+    plot = plot_accuracy_vs_tokens(summary["results"], out_dir / "accuracy_vs_tokens.png")
+    lines = ["# Evaluation results", "", *_run_info_lines(summary["run"]), ""]
+    lines += [markdown_table(summary["results"]), f"![{_PLOT_TITLE}]({plot.name})", ""]
+    md = out_dir / "results.md"
+    md.write_text("\n".join(lines), encoding="utf-8")
+    return md, plot
+
+
+def _labels(run_dirs: list[Path]) -> list[str]:
+    """Each run's directory name, or its path where names repeat."""
+    names = [d.resolve().name for d in run_dirs]
+    return names if len(set(names)) == len(names) else [str(d) for d in run_dirs]
+
+
+def compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``comparison.md`` and ``comparison.png`` into ``out_dir`` comparing the runs in ``run_dirs``."""
+    if not run_dirs:
+        raise ValueError("no runs to compare")
+    summaries = [load_summary(d) for d in run_dirs]
+    labels = _labels(run_dirs)
+    results = [{**r, "run": label} for label, s in zip(labels, summaries, strict=True) for r in s["results"]]
+    plot = plot_accuracy_vs_tokens(results, out_dir / "comparison.png", title=f"{_PLOT_TITLE}, by run")
+    lines = ["# Run comparison", ""]
+    for label, run_dir, summary in zip(labels, run_dirs, summaries, strict=True):
+        lines += [f"## {label}", "", f"- directory: `{run_dir}`", *_run_info_lines(summary["run"]), ""]
+    lines += ["## Results", "", markdown_table(results), f"![{_PLOT_TITLE}]({plot.name})", ""]
+    md = out_dir / "comparison.md"
+    md.write_text("\n".join(lines), encoding="utf-8")
+    return md, plot
