@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,35 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from evalsuite.runner import EvalConfig, run
+    from k15.config import load_config
+
+    overrides = [f"tasks={json.dumps(args.tasks)}", *args.overrides]
+    for key in ("endpoint", "api_key", "backend", "model_path", "samples", "limit", "out", "data_dir", "concurrency",
+                "temperature", "max_tokens_long", "max_tokens_short", "seed"):  # fmt: skip
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={json.dumps(getattr(args, key))}")
+    if args.model:
+        overrides.append(f"models={json.dumps(args.model)}")
+    for flag, key in (("long", "serve.long"), ("short", "serve.short")):
+        if getattr(args, flag):
+            overrides.append(f"{key}={json.dumps(getattr(args, flag))}")
+    out = run(load_config(EvalConfig, args.config, overrides))
+    print(f"evalsuite: results in {out}/ (summary.json, results.md, accuracy_vs_tokens.png, samples/)", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from evalsuite.report import compare, render
+
+    dirs = [Path(d) for d in args.dirs]
+    single = len(dirs) == 1 and not args.out
+    paths = render(dirs[0]) if single else compare(dirs, Path(args.out or dirs[0]))
+    print("\n".join(str(p) for p in paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalsuite", description="Evaluate k15 models on math benchmarks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,17 +63,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--think-opened-by-prompt", action="store_true",
         help="the prompt opened the think block: text before </think> is reasoning even without <think>",
     )  # fmt: skip
+
+    run = sub.add_parser(
+        "run", help="evaluate served models (or a checkpoint) on tasks: aime24 aime25 aime math500 mathvista"
+    )
+    run.add_argument("tasks", nargs="+", metavar="TASK")
+    run.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL (default: start k15 serve)")
+    run.add_argument(
+        "--model", action="append", metavar="NAME", help="model at the endpoint (repeatable; default: all modes)"
+    )
+    run.add_argument("--long", metavar="PATH", help="without --endpoint: long-CoT checkpoint to serve")
+    run.add_argument("--short", metavar="PATH", help="without --endpoint: long2short checkpoint to serve")
+    run.add_argument("--api-key")
+    run.add_argument("--backend", choices=["endpoint", "vllm"], help="vllm: evaluate --model-path in-process")
+    run.add_argument("--model-path", metavar="PATH")
+    run.add_argument("--samples", type=int, help="samples per problem (pass@1 is their mean; also maj@n, pass@k)")
+    run.add_argument("--limit", type=int, help="first N problems of each task")
+    run.add_argument("--out", metavar="DIR", help="results directory; re-run with the same DIR to resume")
+    run.add_argument("--data-dir", metavar="DIR", help="local JSONL copies instead of the hub (or K15_DATA_DIR)")
+    run.add_argument("--concurrency", type=int)
+    run.add_argument("--temperature", type=float)
+    run.add_argument("--max-tokens-long", type=int)
+    run.add_argument("--max-tokens-short", type=int)
+    run.add_argument("--seed", type=int)
+    run.add_argument("--config", "-c", metavar="FILE", help="YAML config (keys of EvalConfig)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    report = sub.add_parser("report", help="re-render a run's report, or compare several runs")
+    report.add_argument("dirs", nargs="+", metavar="DIR")
+    report.add_argument("--out", metavar="DIR", help="where to write comparison.md/.png (default: the first DIR)")
     return parser
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"score": cmd_score}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"score": cmd_score, "run": cmd_run, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"evalsuite: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

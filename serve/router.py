@@ -229,7 +229,15 @@ def create_app(cfg: ServeConfig, backends: dict[str, Backend]) -> FastAPI:
     async def models() -> dict[str, Any]:
         created = int(time.time())
         data = [
-            {"id": name, "object": "model", "created": created, "owned_by": "k15", "root": str(b.path), "kind": b.kind}
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "k15",
+                "root": str(b.path),
+                "kind": b.kind,
+                "multimodal": b.multimodal,
+            }
             for name, b in backends.items()
         ]
         auto = {"long": cfg.names.long, "short": cfg.names.short}

@@ -140,14 +140,14 @@ def test_plot_single_point(tmp_path: Path, figures: list[Figure]) -> None:
 
 
 def test_plot_six_points_joins_each_task_and_uses_log_x(tmp_path: Path, figures: list[Figure]) -> None:
-    six = [*RESULTS, result("gsm8k", "k15-long", 0.9, 800.0), result("gsm8k", "k15-short", 0.85, 120.0)]
+    six = [*RESULTS, result("gsm8k", "k15-long", 0.85, 800.0), result("gsm8k", "k15-short", 0.9, 120.0)]
     assert_png(plot_accuracy_vs_tokens(six, tmp_path / "six.png", title="long2short"))
     (ax,) = figures[0].axes
     assert ax.get_title() == "long2short"
     assert ax.get_xscale() == "log"  # 120 to 9000 tokens
     assert len(ax.collections) == 6
     lines = {tuple(line.get_xdata()): line.get_ydata().tolist() for line in ax.lines}
-    assert lines == {(120.0, 800.0): [85.0, 90.0], (250.0, 3100 / 7): [30.0, 37.5], (1500.0, 9000.0): [10.0, 20.0]}
+    assert lines == {(120.0, 800.0): [90.0, 85.0], (250.0, 3100 / 7): [30.0, 37.5], (1500.0, 9000.0): [10.0, 20.0]}
     colours = {tuple(c.get_facecolor()[0]) for c in ax.collections}
     markers = {c.get_paths()[0].vertices.tobytes() for c in ax.collections}
     assert len(colours) == 3 and len(markers) == 2  # colour by task, marker by model

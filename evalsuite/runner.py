@@ -1,0 +1,268 @@
+"""``evalsuite run``: generate, grade and summarise, resumably.
+
+Samples are appended to ``OUT/samples/<task>__<model>.jsonl`` as they finish (one JSON line each, flushed), so a
+killed run continues where it stopped: finished samples are kept, errored ones are retried, a torn last line is
+dropped. ``summary.json``, ``results.md`` and the plot are rewritten atomically at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from tqdm import tqdm
+
+from evalsuite.generate import Completion, EndpointGenerator, VLLMGenerator
+from evalsuite.grading import grade
+from evalsuite.metrics import summarize
+from evalsuite.report import markdown_table, render, write_summary
+from evalsuite.tasks import Item, Task, get_task
+from k15 import __version__
+from k15.config import Config
+from k15.engine import EngineConfig
+from serve.config import ServeConfig
+
+
+class EvalConfig(Config):
+    tasks: list[str] = Field(min_length=1)
+    endpoint: str | None = Field(None, description="OpenAI-compatible base URL; None: start k15 serve")
+    models: list[str] = Field(default_factory=list, description="model names at the endpoint; empty: every mode")
+    api_key: str | None = None
+    backend: Literal["endpoint", "vllm"] = "endpoint"
+    model_path: str | None = Field(None, description="checkpoint for --backend vllm")
+    samples: int = Field(1, ge=1, description="samples per problem; pass@1 is their mean")
+    limit: int | None = Field(None, ge=1, description="first N problems of each task")
+    out: str | None = None
+    data_dir: str | None = None
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens_long: int = Field(4096, gt=0)
+    max_tokens_short: int = Field(1024, gt=0)
+    seed: int = 0
+    concurrency: int = Field(32, ge=1)
+    retries: int = Field(4, ge=0)
+    request_timeout_s: float = Field(1800, gt=0)
+    send_images: bool | None = Field(None, description="None: when the server says the model is multimodal")
+    serve: ServeConfig = Field(default_factory=lambda: ServeConfig(port=0))
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+
+class Target:
+    """A model to evaluate: its name, mode (long or short, which picks max_tokens) and whether it sees images."""
+
+    def __init__(self, name: str, mode: str, multimodal: bool) -> None:
+        self.name, self.mode, self.multimodal = name, mode, multimodal
+
+
+def sample_file(out: Path, task: str, model: str) -> Path:
+    return out / "samples" / f"{task}__{re.sub(r'[^A-Za-z0-9._-]', '_', model)}.jsonl"
+
+
+def load_samples(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """Finished samples by (id, sample); the last line of a key wins; a torn last line is cut off."""
+    if not path.is_file():
+        return {}
+    records: dict[tuple[str, int], dict[str, Any]] = {}
+    good_bytes = 0
+    with path.open("rb") as f:
+        for raw in f:
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError:
+                break
+            records[(record["id"], record["sample"])] = record
+            good_bytes += len(raw)
+    if good_bytes < path.stat().st_size:
+        with path.open("r+b") as f:
+            f.truncate(good_bytes)
+    return records
+
+
+def make_record(task: Task, target: Target, item: Item, sample: int, completion: Completion | None,
+                error: str | None, latency: float, image_sent: bool) -> dict[str, Any]:  # fmt: skip
+    record: dict[str, Any] = {
+        "task": task.name, "model": target.name, "mode": target.mode, "id": item.id, "sample": sample,
+        "prompt": item.text, "gold": str(item.record.get("answer")), "image_sent": image_sent,
+        "latency_s": round(latency, 3), "error": error,
+    }  # fmt: skip
+    if completion is None:
+        return record | {"reasoning": None, "answer": None, "finish_reason": None, "completion_tokens": 0,
+                         "reasoning_tokens": 0, "extracted": None, "correct": False, "truncated": False}  # fmt: skip
+    text, opened = completion.graded_text()
+    graded = grade(task.grader, text, item.record, think_opened_by_prompt=opened,
+                   finish_reason=completion.finish_reason)  # fmt: skip
+    return record | {
+        "reasoning": completion.reasoning, "answer": completion.content, "finish_reason": completion.finish_reason,
+        "completion_tokens": completion.completion_tokens, "reasoning_tokens": completion.reasoning_tokens,
+        "extracted": graded.extracted, "correct": graded.correct, "truncated": graded.truncated,
+    }  # fmt: skip
+
+
+class Runner:
+    def __init__(self, cfg: EvalConfig, out: Path) -> None:
+        self.cfg = cfg
+        self.out = out
+        self.state_path = out / "state.json"
+        self.state: dict[str, float] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+
+    def sampling(self, mode: str, sample: int) -> dict[str, Any]:
+        max_tokens = self.cfg.max_tokens_long if mode == "long" else self.cfg.max_tokens_short
+        return {"temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "max_tokens": max_tokens,
+                "seed": self.cfg.seed + sample}  # fmt: skip
+
+    def pending(self, path: Path, items: list[Item]) -> tuple[list[tuple[Item, int]], int]:
+        done = {key for key, r in load_samples(path).items() if r.get("error") is None}
+        todo = [(item, s) for item in items for s in range(self.cfg.samples) if (item.id, s) not in done]
+        return todo, len(items) * self.cfg.samples - len(todo)
+
+    def save_wall(self, key: str, seconds: float) -> None:
+        self.state[key] = self.state.get(key, 0.0) + seconds
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state))
+        os.replace(tmp, self.state_path)
+
+    async def run_endpoint(self, generator: EndpointGenerator, task: Task, items: list[Item], target: Target) -> None:
+        path = sample_file(self.out, task.name, target.name)
+        todo, done = self.pending(path, items)
+        send_image = self.cfg.send_images if self.cfg.send_images is not None else target.multimodal
+        gate = asyncio.Semaphore(self.cfg.concurrency)
+        started = time.monotonic()
+        with path.open("a") as sink, tqdm(total=len(todo) + done, initial=done, unit="sample",
+                                          desc=f"{task.name} · {target.name}", dynamic_ncols=True) as bar:  # fmt: skip
+
+            async def one(item: Item, sample: int) -> None:
+                async with gate:
+                    begin = time.monotonic()
+                    completion, error = None, None
+                    try:
+                        completion = await generator.complete(
+                            target.name, item.messages(send_image), self.sampling(target.mode, sample)
+                        )
+                    except Exception as exc:  # recorded per sample, retried on resume
+                        error = f"{type(exc).__name__}: {exc}"[:500]
+                    record = make_record(task, target, item, sample, completion, error, time.monotonic() - begin,
+                                         send_image and item.image is not None)  # fmt: skip
+                sink.write(json.dumps(record) + "\n")
+                sink.flush()
+                bar.update()
+
+            await asyncio.gather(*(one(item, sample) for item, sample in todo))
+        self.save_wall(f"{task.name}__{target.name}", time.monotonic() - started)
+
+    def run_vllm(self, generator: VLLMGenerator, task: Task, items: list[Item], target: Target) -> None:
+        path = sample_file(self.out, task.name, target.name)
+        todo, done = self.pending(path, items)
+        wave = max(self.cfg.concurrency, 1)
+        with path.open("a") as sink, tqdm(total=len(todo) + done, initial=done, unit="sample",
+                                          desc=f"{task.name} · {target.name}", dynamic_ncols=True) as bar:  # fmt: skip
+            for start in range(0, len(todo), wave):
+                chunk = todo[start : start + wave]
+                begin = time.monotonic()
+                requests = [(item.messages(False), self.sampling(target.mode, s)) for item, s in chunk]
+                completions = generator.complete_batch(requests)
+                seconds = time.monotonic() - begin
+                for (item, sample), completion in zip(chunk, completions, strict=True):
+                    record = make_record(task, target, item, sample, completion, None, seconds / len(chunk), False)
+                    sink.write(json.dumps(record) + "\n")
+                sink.flush()
+                self.save_wall(f"{task.name}__{target.name}", seconds)
+                bar.update(len(chunk))
+
+    def summarise(self, tasks: list[Task], targets: list[Target], run_info: dict[str, Any]) -> list[dict[str, Any]]:
+        results = []
+        for task in tasks:
+            for target in targets:
+                records = list(load_samples(sample_file(self.out, task.name, target.name)).values())
+                wall = self.state.get(f"{task.name}__{target.name}")
+                results.append({"task": task.name, "model": target.name, **summarize(records, wall)})
+        write_summary(self.out, run_info, results)
+        render(self.out)
+        return results
+
+
+def targets_from_server(models: list[dict[str, Any]], wanted: list[str], serve_names: dict[str, str]) -> list[Target]:
+    """Which served models to evaluate (every mode unless named) and their modes, from ``/v1/models``."""
+    by_id = {m["id"]: m for m in models}
+    names = wanted or [m["id"] for m in models if m.get("kind") != "auto"]
+    unknown = [n for n in names if n not in by_id]
+    if unknown:
+        raise ValueError(f"model(s) {', '.join(unknown)} not served at the endpoint; served: {', '.join(by_id)}")
+    targets = []
+    for name in names:
+        entry = by_id[name]
+        short = entry.get("kind") == "long2short" or name == serve_names.get("short")
+        targets.append(Target(name, "short" if short else "long", bool(entry.get("multimodal"))))
+    return targets
+
+
+def run(cfg: EvalConfig) -> Path:
+    """Evaluate; returns the output directory (with summary.json, results.md and the plot)."""
+    tasks = [get_task(name) for name in cfg.tasks]
+    out = Path(cfg.out or f"evals/{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    data_dir = Path(cfg.data_dir) if cfg.data_dir else None
+    items = {task.name: task.items(data_dir, cfg.limit) for task in tasks}
+    runner = Runner(cfg, out)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    if cfg.backend == "vllm":
+        targets, where = run_in_process(cfg, runner, tasks, items)
+    elif cfg.endpoint:
+        targets, where = asyncio.run(run_against(cfg, cfg.endpoint, runner, tasks, items, {})), cfg.endpoint
+    else:
+        from serve.stack import ServingStack
+
+        with ServingStack(cfg.serve) as stack:
+            names = {"long": cfg.serve.names.long, "short": cfg.serve.names.short}
+            wanted = cfg.models or [names["long"], names["short"]]
+            api_cfg = cfg.model_copy(update={"api_key": cfg.api_key or cfg.serve.api_key, "models": wanted})
+            targets = asyncio.run(run_against(api_cfg, stack.base_url, runner, tasks, items, names))
+            where = (
+                f"k15 serve (long: {stack.backends[names['long']].path}, short: {stack.backends[names['short']].path})"
+            )
+    run_info = {
+        "tasks": cfg.tasks, "models": [f"{t.name} ({t.mode})" for t in targets], "samples": cfg.samples,
+        "sampling": {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens_long": cfg.max_tokens_long,
+                     "max_tokens_short": cfg.max_tokens_short, "seed": cfg.seed},
+        "wall_s": round(sum(runner.state.values()), 1), "limit": cfg.limit, "endpoint": where,
+        "data": str(data_dir) if data_dir else "Hugging Face hub", "started": started,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"), "k15": __version__,
+    }  # fmt: skip
+    results = runner.summarise(tasks, targets, run_info)
+    print(markdown_table(results))
+    return out
+
+
+async def run_against(cfg: EvalConfig, base_url: str, runner: Runner, tasks: list[Task],
+                      items: dict[str, list[Item]], serve_names: dict[str, str]) -> list[Target]:  # fmt: skip
+    generator = EndpointGenerator(base_url, cfg.api_key or os.environ.get("OPENAI_API_KEY"), cfg.request_timeout_s,
+                                  cfg.retries)  # fmt: skip
+    try:
+        targets = targets_from_server(await generator.served_models(), cfg.models, serve_names)
+        for task in tasks:
+            for target in targets:
+                await runner.run_endpoint(generator, task, items[task.name], target)
+    finally:
+        await generator.close()
+    return targets
+
+
+def run_in_process(cfg: EvalConfig, runner: Runner, tasks: list[Task],
+                   items: dict[str, list[Item]]) -> tuple[list[Target], str]:  # fmt: skip
+    from k15.checkpoint import Kind, read_info
+    from k15.models import resolve_model
+
+    path = resolve_model(cfg.model_path)
+    info = read_info(path)
+    mode = "short" if info and info.kind == Kind.long2short else "long"
+    target = Target(cfg.models[0] if cfg.models else path.name, mode, False)
+    generator = VLLMGenerator(path, cfg.engine)
+    for task in tasks:
+        runner.run_vllm(generator, task, items[task.name], target)
+    return [target], f"vllm in-process ({path})"

@@ -1,0 +1,15 @@
+"""MATH-500: the 500-problem test subset of MATH (Lightman et al., "Let's Verify Step by Step")."""
+
+from evalsuite.data import DataSource
+from evalsuite.tasks import MATH_PROMPT, Item, Task, register
+
+register(
+    Task(
+        name="math500",
+        sources=(DataSource("HuggingFaceH4/MATH-500", "test", "math500/test.jsonl"),),
+        to_item=lambda row, _dir: Item(str(row["unique_id"]), MATH_PROMPT.format(problem=row["problem"]), row),
+        grader="math500",
+        description="MATH-500 (500 competition problems, LaTeX answers, math-verify)",
+        size=500,
+    )
+)

@@ -1,0 +1,30 @@
+"""MathVista testmini (1000 visual math problems) with the official prompt (``query``) and answer rules."""
+
+from pathlib import Path
+from typing import Any
+
+from evalsuite.data import DataSource
+from evalsuite.tasks import Item, Task, png_bytes, register
+
+
+def to_item(row: dict[str, Any], data_dir: Path | None) -> Item:
+    """The hub rows carry ``decoded_image``; a local copy may keep the image file beside its JSONL."""
+    image = png_bytes(row["decoded_image"]) if row.get("decoded_image") is not None else None
+    if image is None and data_dir is not None and row.get("image"):
+        path = Path(data_dir) / "mathvista" / row["image"]
+        image = path.read_bytes() if path.is_file() else None
+    record = {k: row.get(k) for k in ("pid", "answer", "question_type", "answer_type", "choices", "precision", "unit")}
+    return Item(str(row["pid"]), row["query"], record, image)
+
+
+register(
+    Task(
+        name="mathvista",
+        sources=(DataSource("AI4Math/MathVista", "testmini", "mathvista/testmini.jsonl"),),
+        to_item=to_item,
+        grader="mathvista",
+        description="MathVista testmini (multi-choice, integer, float, list answers; images)",
+        multimodal=True,
+        size=1000,
+    )
+)
