@@ -187,8 +187,10 @@ class Runner:
         return results
 
 
-def targets_from_server(models: list[dict[str, Any]], wanted: list[str], serve_names: dict[str, str]) -> list[Target]:
-    """Which served models to evaluate (every mode unless named) and their modes, from ``/v1/models``."""
+def targets_from_server(models: list[dict[str, Any]], wanted: list[str]) -> list[Target]:
+    """Which served models to evaluate (every mode unless named) and their modes, from ``/v1/models``.
+
+    k15 serve lists each model's ``mode``; other servers' models count as long-CoT (reasoning) models."""
     by_id = {m["id"]: m for m in models}
     names = wanted or [m["id"] for m in models if m.get("kind") != "auto"]
     unknown = [n for n in names if n not in by_id]
@@ -197,8 +199,7 @@ def targets_from_server(models: list[dict[str, Any]], wanted: list[str], serve_n
     targets = []
     for name in names:
         entry = by_id[name]
-        short = entry.get("kind") == "long2short" or name == serve_names.get("short")
-        targets.append(Target(name, "short" if short else "long", bool(entry.get("multimodal"))))
+        targets.append(Target(name, entry.get("mode", "long"), bool(entry.get("multimodal"))))
     return targets
 
 
@@ -214,7 +215,7 @@ def run(cfg: EvalConfig) -> Path:
     if cfg.backend == "vllm":
         targets, where = run_in_process(cfg, runner, tasks, items)
     elif cfg.endpoint:
-        targets, where = asyncio.run(run_against(cfg, cfg.endpoint, runner, tasks, items, {})), cfg.endpoint
+        targets, where = asyncio.run(run_against(cfg, cfg.endpoint, runner, tasks, items)), cfg.endpoint
     else:
         from serve.stack import ServingStack
 
@@ -222,7 +223,7 @@ def run(cfg: EvalConfig) -> Path:
             names = {"long": cfg.serve.names.long, "short": cfg.serve.names.short}
             wanted = cfg.models or [names["long"], names["short"]]
             api_cfg = cfg.model_copy(update={"api_key": cfg.api_key or cfg.serve.api_key, "models": wanted})
-            targets = asyncio.run(run_against(api_cfg, stack.base_url, runner, tasks, items, names))
+            targets = asyncio.run(run_against(api_cfg, stack.base_url, runner, tasks, items))
             where = (
                 f"k15 serve (long: {stack.backends[names['long']].path}, short: {stack.backends[names['short']].path})"
             )
@@ -239,12 +240,17 @@ def run(cfg: EvalConfig) -> Path:
     return out
 
 
-async def run_against(cfg: EvalConfig, base_url: str, runner: Runner, tasks: list[Task],
-                      items: dict[str, list[Item]], serve_names: dict[str, str]) -> list[Target]:  # fmt: skip
+async def run_against(
+    cfg: EvalConfig, base_url: str, runner: Runner, tasks: list[Task], items: dict[str, list[Item]]
+) -> list[Target]:
     generator = EndpointGenerator(base_url, cfg.api_key or os.environ.get("OPENAI_API_KEY"), cfg.request_timeout_s,
                                   cfg.retries)  # fmt: skip
     try:
-        targets = targets_from_server(await generator.served_models(), cfg.models, serve_names)
+        try:
+            served = await generator.served_models()
+        except Exception as exc:
+            raise RuntimeError(f"cannot list the models at {base_url}: {type(exc).__name__}: {exc}") from None
+        targets = targets_from_server(served, cfg.models)
         for task in tasks:
             for target in targets:
                 await runner.run_endpoint(generator, task, items[task.name], target)

@@ -236,6 +236,7 @@ def create_app(cfg: ServeConfig, backends: dict[str, Backend]) -> FastAPI:
                 "owned_by": "k15",
                 "root": str(b.path),
                 "kind": b.kind,
+                "mode": "short" if name == cfg.names.short else "long",
                 "multimodal": b.multimodal,
             }
             for name, b in backends.items()

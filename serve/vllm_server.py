@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,10 @@ from k15.engine import EngineConfig
 
 class ServerError(RuntimeError):
     """The vLLM server failed to start or died; the message carries the tail of its log."""
+
+
+_LOG_PREFIX = re.compile(r"^\([^)]*\)\s+[A-Z]+\s+\S+\s+\S+\s+\[[^\]]*\]\s*")  # "(APIServer pid=1) ERROR 11-22 …"
+_EXCEPTION = re.compile(r"^[\w.]*(Error|Exception)\b: ")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -92,12 +97,11 @@ class VLLMServer:
             return "(no log)"
 
     def failure_summary(self) -> str:
-        """The log's last error line (vLLM's own reason) and where the full log is."""
-        lines = [line.strip() for line in self.log_tail(200).splitlines() if line.strip()]
-        errors = [
-            line for line in lines if "error" in line.lower() and "://" not in line and not line.startswith("File ")
-        ]
-        reason = (errors or lines or ["(empty log)"])[-1]
+        """vLLM's own reason (the last exception line that is not a 'see above' wrapper) and the full log's path."""
+        lines = [_LOG_PREFIX.sub("", line).strip() for line in self.log_tail(300).splitlines()]
+        errors = [line for line in lines if _EXCEPTION.search(line) or line.startswith("Value error")]
+        specific = [line for line in errors if "root cause" not in line and "stack trace" not in line]
+        reason = (specific or errors or [line for line in lines if line] or ["(empty log)"])[-1]
         return f"{reason}\n  full log: {self.log_path}"
 
     def alive(self) -> bool:

@@ -116,3 +116,45 @@ class ServeProcess:
 
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(120)
+
+
+TEST_KEY = "test-key"
+MEDIUM_BUDGET = 4
+
+
+@pytest.fixture(scope="session")
+def tiny_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``k15 serve`` with long = a tiny k15 long-CoT checkpoint, short = the tiny plain HF model, API key set.
+
+    Shared by the serve and evalsuite tests; stopping it must leave no process behind."""
+    import psutil
+
+    root = tmp_path_factory.mktemp("serve")
+    long = make_checkpoint(tiny_model, root / "long", "long-cot")
+    server = ServeProcess(
+        ["--long", str(long), "--short", str(tiny_model),
+         "--set", "engine.enforce_eager=true", "--set", "engine.max_model_len=1024",
+         "--set", "engine.gpu_memory_utilization=0.1", "--set", f"medium_thinking_budget={MEDIUM_BUDGET}", "--set", "max_body_bytes=200000",
+         "--set", "restart_backoff_s=0"],
+        api_key=TEST_KEY,
+    )  # fmt: skip
+    children = psutil.Process(server.proc.pid).children(recursive=True)
+    yield server
+    assert server.stop() == 0, "".join(server.lines)
+    _gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"orphan processes after SIGTERM: {[p.pid for p in alive]}"
+
+
+@pytest.fixture(scope="session")
+def vlm_stack(default_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``k15 serve`` on a tiny random Idefics3 VLM (tests/vlm.py) under every name; 127.0.0.1 image host allowed."""
+    from tests.vlm import build_tiny_vlm
+
+    vlm = build_tiny_vlm(default_model, tmp_path_factory.mktemp("vlm") / "tiny-vlm")
+    server = ServeProcess(
+        ["--long", str(vlm), "--short", str(vlm), "--set", "engine.enforce_eager=true",
+         "--set", "engine.max_model_len=1024", "--set", "engine.gpu_memory_utilization=0.1",
+         "--set", "image_url_allowlist=[127.0.0.1]"]
+    )  # fmt: skip
+    yield server
+    assert server.stop() == 0

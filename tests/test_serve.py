@@ -8,37 +8,21 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from openai import AsyncOpenAI, OpenAI
 
-from tests.conftest import ServeProcess, make_checkpoint
+from tests.conftest import MEDIUM_BUDGET, ServeProcess
+from tests.conftest import TEST_KEY as KEY
 
 pytestmark = pytest.mark.vllm
-KEY = "test-key"
-MEDIUM_BUDGET = 4
 
 
 @pytest.fixture(scope="module")
-def stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+def stack(tiny_stack: ServeProcess) -> ServeProcess:
     """long = a tiny k15 long-CoT checkpoint (think template, reasoning parser); short = the tiny base model."""
-    root = tmp_path_factory.mktemp("serve")
-    long = make_checkpoint(tiny_model, root / "long", "long-cot")
-    server = ServeProcess(
-        ["--long", str(long), "--short", str(tiny_model),
-         "--set", "engine.enforce_eager=true", "--set", "engine.max_model_len=1024",
-         "--set", f"medium_thinking_budget={MEDIUM_BUDGET}", "--set", "max_body_bytes=200000",
-         "--set", "restart_backoff_s=0"],
-        api_key=KEY,
-    )  # fmt: skip
-    children = psutil.Process(server.proc.pid).children(recursive=True)
-    yield server
-    assert server.stop() == 0, "".join(server.lines)
-    _gone, alive = psutil.wait_procs(children, timeout=30)
-    assert not alive, f"orphan processes after SIGTERM: {[p.pid for p in alive]}"
+    return tiny_stack
 
 
 @pytest.fixture()
@@ -57,6 +41,7 @@ def test_models_and_health(stack: ServeProcess) -> None:
     models = httpx.get(f"{stack.base_url}/models", headers=stack.headers).json()["data"]
     kinds = {m["id"]: m["kind"] for m in models}
     assert kinds == {"k15-long": "long-cot", "k15-short": "unknown", "k15": "auto"}  # short: a plain HF checkpoint
+    assert {m["id"]: m.get("mode") for m in models} == {"k15-long": "long", "k15-short": "short", "k15": None}
     assert all(m["root"] for m in models if m["id"] != "k15")
     health = httpx.get(f"http://127.0.0.1:{stack.port}/health").json()
     assert health["status"] == "ok" and set(health["models"]) == {"k15-long", "k15-short"}

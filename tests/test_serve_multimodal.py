@@ -8,14 +8,12 @@ import threading
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
 from tests.conftest import ServeProcess
-from tests.vlm import build_tiny_vlm
 
 pytestmark = pytest.mark.vllm
 
@@ -41,17 +39,6 @@ def image_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/square.png"
     server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def vlm_stack(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    vlm = build_tiny_vlm(default_model, tmp_path_factory.mktemp("vlm") / "tiny-vlm")
-    server = ServeProcess(
-        ["--long", str(vlm), "--short", str(vlm), "--set", "engine.enforce_eager=true",
-         "--set", "engine.max_model_len=1024", "--set", "image_url_allowlist=[127.0.0.1]"]
-    )  # fmt: skip
-    yield server
-    assert server.stop() == 0
 
 
 def chat(stack: ServeProcess, content: list[dict] | str) -> httpx.Response:

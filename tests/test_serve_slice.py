@@ -12,7 +12,14 @@ import pytest
 from tests.conftest import REPO, ServeProcess, run_k15
 
 pytestmark = pytest.mark.vllm
-EAGER = ["--set", "engine.enforce_eager=true", "--set", "engine.max_model_len=2048"]
+EAGER = [
+    "--set",
+    "engine.enforce_eager=true",
+    "--set",
+    "engine.max_model_len=2048",
+    "--set",
+    "engine.gpu_memory_utilization=0.1",
+]
 
 
 def test_vllm_imports_without_the_cuda_vision_packages() -> None:
