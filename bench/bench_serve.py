@@ -4,7 +4,7 @@ Every request streams ``--tokens`` tokens (ignore_eos) from the same vLLM server
 directly; the two paths alternate in rounds so machine noise hits both. Prints p50/p95 latency, time to first
 token and throughput at each concurrency, and the router ÷ bare ratios (targets: latency ≤ 1.05, throughput ≥ 0.95).
 
-    python bench/bench_serve.py [--model PATH] [--concurrency 1 8 32] [--tokens 64] [--rounds 3] [--out docs/bench-serve.md]
+    python bench/bench_serve.py [--model PATH] [--concurrency 1 8 32] [--tokens 64] [--rounds 3] [--out FILE]
 """
 
 from __future__ import annotations
