@@ -22,13 +22,19 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+# `evalsuite run` flags that map one-to-one onto EvalConfig keys.
+RUN_FLAGS = (
+    "endpoint", "api_key", "backend", "model_path", "samples", "limit", "out", "data_dir", "concurrency",
+    "temperature", "max_tokens_long", "max_tokens_short", "seed", "judge_endpoint", "judge_model",
+)  # fmt: skip
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from evalsuite.runner import EvalConfig, run
     from k15.config import load_config
 
     overrides = [f"tasks={json.dumps(args.tasks)}", *args.overrides]
-    for key in ("endpoint", "api_key", "backend", "model_path", "samples", "limit", "out", "data_dir", "concurrency",
-                "temperature", "max_tokens_long", "max_tokens_short", "seed"):  # fmt: skip
+    for key in RUN_FLAGS:
         if getattr(args, key) is not None:
             overrides.append(f"{key}={json.dumps(getattr(args, key))}")
     if args.model:
@@ -86,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-tokens-long", type=int)
     run.add_argument("--max-tokens-short", type=int)
     run.add_argument("--seed", type=int)
+    run.add_argument("--judge-endpoint", metavar="URL", help="MathVista: extract answers with an LLM at this URL")
+    run.add_argument("--judge-model", metavar="NAME", help="the judge's model name")
     run.add_argument("--config", "-c", metavar="FILE", help="YAML config (keys of EvalConfig)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 

@@ -237,7 +237,15 @@ def grade(
     *,
     think_opened_by_prompt: bool = False,
     finish_reason: str | None = None,
+    extractor: Callable[[str, Mapping[str, Any]], str | None] | None = None,
 ) -> Grade:
-    """Grade ``response`` to the data row ``record`` of ``task`` (a key of :data:`GRADERS`)."""
+    """Grade ``response`` to the data row ``record`` of ``task`` (a key of :data:`GRADERS`).
+
+    ``extractor``: an answer extractor replacing the rules (MathVista's optional LLM judge)."""
     grader = get_grader(task)
-    return grader(response, record, think_opened_by_prompt=think_opened_by_prompt, finish_reason=finish_reason)
+    options: dict[str, Any] = {"think_opened_by_prompt": think_opened_by_prompt, "finish_reason": finish_reason}
+    if extractor is not None:
+        if task != "mathvista":
+            raise ValueError(f"an answer extractor applies to mathvista only, not {task!r}")
+        options["extractor"] = extractor
+    return grader(response, record, **options)

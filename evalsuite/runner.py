@@ -50,6 +50,8 @@ class EvalConfig(Config):
     retries: int = Field(4, ge=0)
     request_timeout_s: float = Field(1800, gt=0)
     send_images: bool | None = Field(None, description="None: when the server says the model is multimodal")
+    judge_endpoint: str | None = Field(None, description="OpenAI-compatible URL of an LLM answer extractor (MathVista)")
+    judge_model: str | None = None
     serve: ServeConfig = Field(default_factory=lambda: ServeConfig(port=0))
     engine: EngineConfig = Field(default_factory=EngineConfig)
 
@@ -85,8 +87,10 @@ def load_samples(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
     return records
 
 
-def make_record(task: Task, target: Target, item: Item, sample: int, completion: Completion | None,
-                error: str | None, latency: float, image_sent: bool) -> dict[str, Any]:  # fmt: skip
+def make_record(
+    task: Task, target: Target, item: Item, sample: int, completion: Completion | None, error: str | None,
+    latency: float, image_sent: bool, extractor: Any = None,
+) -> dict[str, Any]:  # fmt: skip
     record: dict[str, Any] = {
         "task": task.name, "model": target.name, "mode": target.mode, "id": item.id, "sample": sample,
         "prompt": item.text, "gold": str(item.record.get("answer")), "image_sent": image_sent,
@@ -97,7 +101,7 @@ def make_record(task: Task, target: Target, item: Item, sample: int, completion:
                          "reasoning_tokens": 0, "extracted": None, "correct": False, "truncated": False}  # fmt: skip
     text, opened = completion.graded_text()
     graded = grade(task.grader, text, item.record, think_opened_by_prompt=opened,
-                   finish_reason=completion.finish_reason)  # fmt: skip
+                   finish_reason=completion.finish_reason, extractor=extractor)  # fmt: skip
     return record | {
         "reasoning": completion.reasoning, "answer": completion.content, "finish_reason": completion.finish_reason,
         "completion_tokens": completion.completion_tokens, "reasoning_tokens": completion.reasoning_tokens,
@@ -111,6 +115,16 @@ class Runner:
         self.out = out
         self.state_path = out / "state.json"
         self.state: dict[str, float] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+        self.judge = None
+        if cfg.judge_endpoint:
+            from evalsuite.mathvista import JudgeExtractor
+
+            if not cfg.judge_model:
+                raise ValueError("judge_endpoint needs judge_model (the model name at that endpoint)")
+            self.judge = JudgeExtractor(cfg.judge_endpoint, cfg.judge_model, cfg.api_key or "EMPTY")
+
+    def extractor(self, task: Task) -> Any:
+        return self.judge if task.grader == "mathvista" else None
 
     def sampling(self, mode: str, sample: int) -> dict[str, Any]:
         max_tokens = self.cfg.max_tokens_long if mode == "long" else self.cfg.max_tokens_short
@@ -148,7 +162,7 @@ class Runner:
                     except Exception as exc:  # recorded per sample, retried on resume
                         error = f"{type(exc).__name__}: {exc}"[:500]
                     record = make_record(task, target, item, sample, completion, error, time.monotonic() - begin,
-                                         send_image and item.image is not None)  # fmt: skip
+                                         send_image and item.image is not None, self.extractor(task))  # fmt: skip
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 bar.update()
@@ -169,7 +183,8 @@ class Runner:
                 completions = generator.complete_batch(requests)
                 seconds = time.monotonic() - begin
                 for (item, sample), completion in zip(chunk, completions, strict=True):
-                    record = make_record(task, target, item, sample, completion, None, seconds / len(chunk), False)
+                    record = make_record(task, target, item, sample, completion, None, seconds / len(chunk), False,
+                                         self.extractor(task))  # fmt: skip
                     sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 self.save_wall(f"{task.name}__{target.name}", seconds)

@@ -150,3 +150,49 @@ def test_in_process_vllm_backend(tiny_model: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     records = lines(next((out / "samples").glob("aime25__*.jsonl")))
     assert len(records) == 3 and all(0 < r["completion_tokens"] <= 48 for r in records)
+
+
+def mathvista_data(root: Path, with_images: bool) -> Path:
+    """Two real testmini rows in a local data dir; with rendered PNGs at their image paths when asked."""
+    from tests.test_serve_multimodal import render_png
+
+    rows = [json.loads(line) for line in (SHARED_DATA / "mathvista" / "testmini.jsonl").read_text().splitlines()[:2]]
+    folder = root / "mathvista"
+    (folder / "images").mkdir(parents=True)
+    (folder / "testmini.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if with_images:
+        for row in rows:
+            (folder / row["image"]).write_bytes(render_png("green"))
+    return root
+
+
+@needs_data
+def test_mathvista_sends_rendered_images_to_a_multimodal_model(vlm_stack: ServeProcess, tmp_path: Path) -> None:
+    data = mathvista_data(tmp_path / "data", with_images=True)
+    out = tmp_path / "run"
+    result = evalsuite("run", "mathvista", "--endpoint", vlm_stack.base_url, "--model", "k15-long",
+                       "--data-dir", str(data), "--out", str(out), *FAST)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = lines(out / "samples" / "mathvista__k15-long.jsonl")
+    assert len(records) == 2 and all(r["image_sent"] and r["error"] is None for r in records)
+
+
+@needs_data
+def test_mathvista_llm_judge_extracts_through_an_endpoint(tiny_stack: ServeProcess, tmp_path: Path) -> None:
+    import httpx
+
+    def judge_requests() -> float:
+        text = httpx.get(f"http://127.0.0.1:{tiny_stack.port}/metrics").text
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith('k15_requests_total{endpoint="/v1/chat/completions",model="k15-long"'))  # fmt: skip
+
+    data = mathvista_data(tmp_path / "data", with_images=False)
+    before = judge_requests()
+    result = evalsuite("run", "mathvista", "--endpoint", tiny_stack.base_url, "--api-key", TEST_KEY, "--model",
+                       "k15-short", "--data-dir", str(data), "--out", str(tmp_path / "run"), "--judge-endpoint",
+                       tiny_stack.base_url, "--judge-model", "k15-long", *FAST)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = lines(tmp_path / "run" / "samples" / "mathvista__k15-short.jsonl")
+    assert all(not r["image_sent"] for r in records), "a text-only model gets the question without the image"
+    answered = sum(1 for r in records if r["answer"])
+    assert answered >= 1 and judge_requests() - before == answered, "one judge call per answer"

@@ -13,7 +13,8 @@ def to_item(row: dict[str, Any], data_dir: Path | None) -> Item:
     if image is None and data_dir is not None and row.get("image"):
         path = Path(data_dir) / "mathvista" / row["image"]
         image = path.read_bytes() if path.is_file() else None
-    record = {k: row.get(k) for k in ("pid", "answer", "question_type", "answer_type", "choices", "precision", "unit")}
+    keys = ("pid", "query", "answer", "question_type", "answer_type", "choices", "precision", "unit")
+    record = {k: row.get(k) for k in keys}
     return Item(str(row["pid"]), row["query"], record, image)
 
 
