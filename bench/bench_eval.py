@@ -29,6 +29,28 @@ from serve.config import ServeConfig
 from serve.stack import ServingStack
 
 LM_TASK = "aime24_k15_local"
+# The same gold answer written the ways models write it: which grader accepts which form.
+ANSWER_FORMS = {
+    "\\boxed{N}": "So the answer is \\boxed{{{n}}}.",
+    "$N$": "Therefore the result is ${n}$.",
+    "answer is N": "The answer is {n}.",
+    "N in thinking only": "<think>It must be {n}.</think> I am not sure.",
+    "\\boxed{N} then more text": "\\boxed{{{n}}} because 3 + 4 = 7 and 7 - 2 = 5.",
+    "leading zeros": "The final answer is \\boxed{{0{n}}}.",
+}
+
+
+def grader_agreement(rows: list[dict]) -> list[str]:
+    """Each gold answer in each form, graded by evalsuite and by lm-eval's aime24 process_results."""
+    lines = ["| answer written as | evalsuite accepts | lm-eval accepts |", "|---|---:|---:|"]
+    for label, form in ANSWER_FORMS.items():
+        ours = theirs = 0
+        for row in rows:
+            response = form.format(n=row["answer"])
+            ours += grade("aime24", response, row).correct
+            theirs += lm_aime.process_results(row, [response])["exact_match"]
+        lines.append(f"| {label} | {ours}/{len(rows)} | {theirs}/{len(rows)} |")
+    return lines
 
 
 def lm_eval_task(tmp: Path, data_dir: Path, max_tokens: int) -> Path:
@@ -77,9 +99,11 @@ def main() -> None:
         start = time.perf_counter()
         out = evalsuite_run(cfg)
         ev_wall = time.perf_counter() - start
+        ev_samples = [
+            json.loads(line) for line in (out / "samples" / "aime24__k15-long.jsonl").read_text().splitlines()
+        ]
 
     lm_samples = lm["samples"][LM_TASK]
-    ev_samples = [json.loads(line) for line in (out / "samples" / "aime24__k15-long.jsonl").read_text().splitlines()]
     lm_own = sum(s["exact_match"] for s in lm_samples)
     lm_by_ours = sum(grade("aime24", s["resps"][0][0], s["doc"]).correct for s in lm_samples)
     ev_own = sum(r["correct"] for r in ev_samples)
@@ -103,6 +127,10 @@ def main() -> None:
         f"| {ev_extracted}/{n} ({ev_truncated} truncated) | {ev_wall:.1f} s |",
         "",
         f"wall time ratio evalsuite ÷ lm-eval: {ev_wall / lm_wall:.2f} (target ≤ 1.0)",
+        "",
+        "## The graders alone: AIME 2024 gold answers written in common forms",
+        "",
+        *grader_agreement([json.loads(x) for x in (args.data_dir / "aime24" / "test.jsonl").read_text().splitlines()]),
     ]
     report = "\n".join(lines)
     print(report)

@@ -1,0 +1,133 @@
+"""The RL math of Kimi k1.5 against hand computation: loss (Eq. 3), length penalty (§2.3.3), samplers (§2.3.4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from train.loss import group_mean, mirror_descent_loss
+from train.rewards import length_rewards, task_reward
+from train.sampling import ProblemSampler
+
+
+def test_loss_matches_hand_computation() -> None:
+    logp = torch.tensor([-2.0, -3.0, -1.0, -4.0])
+    ref = torch.tensor([-2.5, -3.0, -1.5, -3.0])
+    rewards = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    groups = torch.tensor([0, 0, 1, 1])
+    tau = 0.5
+    # prompt 0: r̄ = 0.5 → advantages +0.5, −0.5; prompt 1: r̄ = 1 → advantages 0, 0
+    terms = [-0.5 * -2.0 + 0.25 * 0.5**2, 0.5 * -3.0 + 0.25 * 0.0, 0.0 + 0.25 * 0.5**2, 0.0 + 0.25 * 1.0**2]
+    loss, stats = mirror_descent_loss(logp, ref, rewards, groups, tau)
+    assert loss.item() == pytest.approx(sum(terms) / 4)
+    assert stats["sq_log_ratio"] == pytest.approx((0.25 + 0 + 0.25 + 1) / 4)
+
+
+def test_group_mean_is_the_per_prompt_baseline() -> None:
+    values = torch.tensor([1.0, 0.0, 0.0, 3.0, 1.0])
+    assert group_mean(values, torch.tensor([0, 0, 1, 1, 1])).tolist() == pytest.approx([0.5, 0.5, 4 / 3, 4 / 3, 4 / 3])
+
+
+def test_gradient_matches_eq3_and_finite_differences_on_a_tiny_model() -> None:
+    """∇L equals paper Eq. 3's gradient (negated, as a loss) and central finite differences of L."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(11, 8), torch.nn.Tanh(), torch.nn.Linear(8, 11)).double()
+    responses = torch.randint(0, 11, (6, 5))
+    groups = torch.tensor([0, 0, 0, 1, 1, 1])
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0], dtype=torch.double)
+    tau = 0.3
+
+    def seq_logp() -> torch.Tensor:
+        logits = model(responses[:, :-1])
+        return torch.log_softmax(logits, -1).gather(-1, responses[:, 1:, None]).squeeze(-1).sum(-1)
+
+    with torch.no_grad():
+        ref = seq_logp() + 0.1 * torch.randn(6, dtype=torch.double)  # π_θi differs from π_θ a little
+    loss, _ = mirror_descent_loss(seq_logp(), ref, rewards, groups, tau)
+    params = list(model.parameters())
+    grads = torch.autograd.grad(loss, params)
+
+    # Eq. 3 directly: (1/k)Σ[∇logπ·(r − r̄) − (τ/2)∇(logπ − logπ_ref)²], averaged over prompts; the loss is its negation.
+    logp = seq_logp()
+    baseline = torch.tensor([1 / 3] * 3 + [2 / 3] * 3, dtype=torch.double)
+    eq3 = ((rewards - baseline) * logp - 0.5 * tau * (logp - ref) ** 2).mean()
+    for g, e in zip(grads, torch.autograd.grad(-eq3, params), strict=True):
+        torch.testing.assert_close(g, e)
+
+    weight = params[1]  # finite differences on a few entries of the output layer
+    for index in [(0, 0), (3, 5), (10, 7)]:
+        eps = 1e-6
+        with torch.no_grad():
+            weight[index] += eps
+            up = mirror_descent_loss(seq_logp(), ref, rewards, groups, tau)[0].item()
+            weight[index] -= 2 * eps
+            down = mirror_descent_loss(seq_logp(), ref, rewards, groups, tau)[0].item()
+            weight[index] += eps
+        assert grads[1][index].item() == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-8)
+
+
+def test_no_learning_signal_when_all_samples_agree() -> None:
+    logp = torch.tensor([-2.0, -3.0], requires_grad=True)
+    loss, _ = mirror_descent_loss(logp, logp.detach(), torch.tensor([1.0, 1.0]), torch.tensor([0, 0]), tau=1.0)
+    (grad,) = torch.autograd.grad(loss, logp)
+    assert grad.abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("lengths", "correct", "expected"),
+    [
+        ([100, 100, 100], [True, False, True], [0.0, 0.0, 0.0]),  # all equal
+        ([100, 200, 300], [False, False, False], [0.0, 0.0, -0.5]),  # all wrong: never positive
+        ([100, 200, 300], [True, True, True], [0.5, 0.0, -0.5]),
+        ([100, 150, 300, 200], [True, False, True, True], [0.5, 0.0, -0.5, 0.0]),  # mixed
+        ([10, 30], [False, True], [0.0, -0.5]),
+    ],
+)
+def test_length_rewards(lengths: list[int], correct: list[bool], expected: list[float]) -> None:
+    assert length_rewards(lengths, correct) == pytest.approx(expected)
+
+
+def test_length_rewards_reject_mismatched_inputs() -> None:
+    with pytest.raises(ValueError, match="2 lengths but 1"):
+        length_rewards([1, 2], [True])
+
+
+def test_task_reward_uses_the_evalsuite_grader_on_text_after_thinking() -> None:
+    record = {"answer": "\\frac{1}{2}"}
+    assert task_reward("math500", "half of one is 0.5</think>The answer is \\boxed{0.5}.", record).correct
+    assert not task_reward("math500", "it is \\boxed{1/2} I think", record).correct  # never closed its thinking
+    assert task_reward("math500", "x</think>\\boxed{1/2}", record, finish_reason="length").truncated
+
+
+def test_prioritized_sampling_follows_one_minus_success_rate() -> None:
+    sampler = ProblemSampler([0.0] * 4, curriculum=False, prioritized=True, seed=1)
+    for index, rewards in enumerate([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]]):
+        sampler.update(index, rewards)
+    _pool, probs = sampler.probabilities(progress=0.0)
+    assert dict(zip(_pool.tolist(), probs, strict=True)) == pytest.approx(
+        {0: 0.0, 1: 0.5 / 2.25, 2: 1 / 2.25, 3: 0.75 / 2.25}
+    )
+    draws = np.bincount([sampler.sample(1, 0.0)[0] for _ in range(9000)], minlength=4) / 9000
+    assert draws == pytest.approx([0.0, 0.5 / 2.25, 1 / 2.25, 0.75 / 2.25], abs=0.02)
+
+
+def test_curriculum_widens_from_easy_to_all() -> None:
+    difficulty = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4, 0.6, 0.0]
+    sampler = ProblemSampler(difficulty, curriculum=True, prioritized=False, curriculum_start=0.3, seed=0)
+    assert sorted(sampler.eligible(0.0).tolist()) == [1, 5, 9]  # the 3 easiest
+    assert len(sampler.eligible(0.5)) == 7 and len(sampler.eligible(1.0)) == 10
+    early = {i for _ in range(200) for i in sampler.sample(2, 0.0)}
+    assert early == {1, 5, 9}
+
+
+def test_sampler_state_round_trip_reproduces_draws() -> None:
+    a = ProblemSampler(list(range(20)), seed=3)
+    a.update(4, [1, 0])
+    state = a.state_dict()
+    expected = [a.sample(5, 0.6) for _ in range(3)]
+    b = ProblemSampler(list(range(20)), seed=99)
+    b.load_state_dict(state)
+    assert [b.sample(5, 0.6) for _ in range(3)] == expected
+    with pytest.raises(ValueError, match="covers 20 problems, the data has 3"):
+        ProblemSampler([1, 2, 3]).load_state_dict(state)
