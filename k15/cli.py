@@ -1,4 +1,4 @@
-"""``k15``: the umbrella command (models, serve, demo)."""
+"""``k15``: the umbrella command (models, serve, ui, demo)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return stack.run(load_config(ServeConfig, args.config, overrides))
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from k15.config import load_config
+    from ui.launch import UIConfig, run
+
+    overrides = list(args.overrides)
+    for key in ("endpoint", "api_key", "host", "port", "data_dir", "auth"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    if args.results:
+        overrides.append("results=[" + ",".join(f'"{r}"' for r in args.results) + "]")
+    return run(load_config(UIConfig, args.config, overrides))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from k15 import demo
     from k15.config import load_config
@@ -81,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
     serve.add_argument("--api-key", help="require this key as 'Authorization: Bearer KEY' (or set K15_API_KEY)")
 
+    ui = sub.add_parser("ui", help="the Gradio app: compare the reasoning modes, chat, browse eval results")
+    _config_args(ui)
+    ui.add_argument("--endpoint", metavar="URL", help="k15 serve base URL (default: start k15 serve)")
+    ui.add_argument("--api-key")
+    ui.add_argument("--host", help="bind address (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, help="port (default 7860)")
+    ui.add_argument("--results", nargs="*", metavar="DIR", help="evalsuite result directories to show")
+    ui.add_argument("--data-dir", metavar="DIR", help="local task data for example prompts")
+    ui.add_argument("--auth", metavar="USER:PASSWORD", help="require a login")
+
     demo = sub.add_parser("demo", help="the main job: one real chat completion from the embedded default")
     _config_args(demo)
     return parser
@@ -90,6 +113,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
     ("models", "prepare-default"): cmd_models_prepare_default,
     ("models", "list"): cmd_models_list,
     ("serve",): cmd_serve,
+    ("ui",): cmd_ui,
     ("demo",): cmd_demo,
 }
 

@@ -133,7 +133,7 @@ def tiny_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     long = make_checkpoint(tiny_model, root / "long", "long-cot")
     server = ServeProcess(
         ["--long", str(long), "--short", str(tiny_model),
-         "--set", "engine.enforce_eager=true", "--set", "engine.max_model_len=1024",
+         "--set", "engine.enforce_eager=true", "--set", "engine.max_model_len=4096",
          "--set", "engine.gpu_memory_utilization=0.1", "--set", f"medium_thinking_budget={MEDIUM_BUDGET}", "--set", "max_body_bytes=200000",
          "--set", "restart_backoff_s=0"],
         api_key=TEST_KEY,

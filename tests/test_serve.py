@@ -201,9 +201,10 @@ def _vllm_metric(stack: ServeProcess, name: str, metric: str) -> float:
 
 
 def test_client_disconnect_cancels_generation_upstream(stack: ServeProcess) -> None:
-    # 1000 tokens take the tiny model about 2 s; a disconnect after a few events must stop the generation.
+    # 4000 tokens take the tiny model about 8 s; a disconnect after a few events must stop the generation
+    # (with margin for a loaded machine, where vLLM's API process notices the disconnect late).
     before = _vllm_metric(stack, "k15-short", "vllm:generation_tokens_total")
-    body = {"model": "k15-short", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1000,
+    body = {"model": "k15-short", "messages": [{"role": "user", "content": "x"}], "max_tokens": 4000,
             "ignore_eos": True, "stream": True}  # fmt: skip
     with httpx.stream("POST", f"{stack.base_url}/chat/completions", json=body, headers=stack.headers) as r:
         for i, _ in enumerate(r.iter_lines()):
@@ -214,7 +215,7 @@ def test_client_disconnect_cancels_generation_upstream(stack: ServeProcess) -> N
         time.sleep(0.1)
     assert _vllm_metric(stack, "k15-short", "vllm:num_requests_running") == 0
     generated = _vllm_metric(stack, "k15-short", "vllm:generation_tokens_total") - before
-    assert generated < 500, f"the abandoned generation ran on ({generated:.0f} tokens)"
+    assert generated < 2000, f"the abandoned generation ran on ({generated:.0f} tokens)"
 
 
 def test_metrics_count_requests_tokens_and_errors(stack: ServeProcess) -> None:

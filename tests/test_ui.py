@@ -1,0 +1,194 @@
+"""``k15 ui`` in a real browser (Debian's headless Chromium driven by Playwright) against real tiny models."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO, SHARED_DATA, TEST_KEY, ServeProcess
+
+pytestmark = pytest.mark.vllm
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "artifacts" / "ui"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-quic"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def results_dir(tiny_stack: ServeProcess, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"benchmark data not found at {SHARED_DATA}")
+    out = tmp_path_factory.mktemp("eval") / "tiny-run"
+    exe = Path(sys.executable).parent / "evalsuite"
+    subprocess.run([str(exe), "run", "aime24", "--endpoint", tiny_stack.base_url, "--api-key", TEST_KEY, "--limit", "3",
+                    "--data-dir", str(SHARED_DATA), "--out", str(out), "--max-tokens-long", "32",
+                    "--max-tokens-short", "32"], check=True, capture_output=True, timeout=300)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def ui_url(tiny_stack: ServeProcess, results_dir: Path) -> Iterator[str]:
+    from serve.vllm_server import free_port
+
+    port = free_port()
+    exe = Path(sys.executable).parent / "k15"
+    proc = subprocess.Popen([str(exe), "ui", "--endpoint", tiny_stack.base_url, "--api-key", TEST_KEY, "--port",
+                             str(port), "--results", str(results_dir), "--data-dir", str(SHARED_DATA)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"k15 ui did not come up:\n{proc.stdout.read() if proc.stdout else ''}")
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: `make test` installs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def run_compare(page, prompt: str) -> None:
+    page.locator("#compare-prompt textarea").fill(prompt)
+    page.locator("#compare-go").click()
+    for side in ("left", "right"):
+        page.locator(f"#{side}-stats").get_by_text("done").wait_for(timeout=120_000)
+
+
+def test_compare_streams_both_modes_and_shows_the_thinking(browser, ui_url: str) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1300})
+    page.goto(ui_url)
+    run_compare(page, "What is 2 + 3? Put your final answer within \\boxed{}.")
+    left = page.locator("#left-chat")
+    thought = left.get_by_text("Thought for")
+    thought.wait_for(timeout=30_000)
+    assert " tokens" in thought.inner_text()
+    thought.click()  # open the collapsible thinking block
+    assert "k15-long" in page.locator("#left-stats").inner_text()
+    assert "k15-short" in page.locator("#right-stats").inner_text()
+    assert "reasoning 0 tok" in page.locator("#right-stats").inner_text()  # the short model does not think
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+    page.close()
+
+
+def test_two_browser_sessions_generate_independently(browser, ui_url: str) -> None:
+    pages = [browser.new_page() for _ in range(2)]
+    for page in pages:
+        page.goto(ui_url)
+    prompts = ["Session one: 1 + 1?", "Session two: 2 + 2?"]
+    threads_done = []
+    for page, prompt in zip(pages, prompts, strict=True):
+        page.locator("#compare-prompt textarea").fill(prompt)
+        page.locator("#compare-go").click()
+    for page, prompt in zip(pages, prompts, strict=True):
+        for side in ("left", "right"):
+            page.locator(f"#{side}-stats").get_by_text("done").wait_for(timeout=120_000)
+        assert prompt in page.locator("#left-chat").inner_text()
+        threads_done.append(page)
+    assert len(threads_done) == 2
+    for page in pages:
+        page.close()
+
+
+def test_results_tab_shows_table_plot_and_samples(browser, ui_url: str) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(ui_url)
+    page.get_by_role("tab", name="Results").click()
+    page.locator("#results-load").click()
+    expect(page.locator("#results-table")).to_contain_text("aime24", timeout=60_000)
+    expect(page.locator("#results-table")).to_contain_text("k15-long")
+    page.locator("#results-plot img").wait_for(timeout=30_000)
+    expect(page.locator("#samples-table")).to_contain_text("2024-I-1")
+    page.locator("#samples-table").get_by_text("2024-I-1", exact=True).filter(visible=True).first.click()
+    expect(page.locator("#sample-details")).to_contain_text("Problem", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
+    page.close()
+
+
+def test_chat_tab_multi_turn(browser, ui_url: str) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(ui_url)
+    page.get_by_role("tab", name="Chat").click()
+    for message in ("First message", "Second message"):
+        page.locator("#chat-input textarea").fill(message)
+        page.locator("#chat-send").click()
+        expect(page.locator("#chat")).to_contain_text(message, timeout=60_000)
+        expect(page.locator("#chat-stats")).to_contain_text("done", timeout=120_000)
+    text = page.locator("#chat").inner_text()
+    assert text.index("First message") < text.index("Second message")
+    assert text.count("Thought for") == 2  # each long-mode reply shows its own thinking block
+    page.close()
+
+
+def test_stop_cancels_the_generation_upstream(tiny_stack: ServeProcess) -> None:
+    """What the Stop button does (Gradio closes the event's generator): the streams close and vLLM aborts."""
+    from ui.app import App
+    from ui.streaming import Turn
+
+    app = App(tiny_stack.base_url, TEST_KEY, [], None)
+    health = httpx.get(f"http://127.0.0.1:{tiny_stack.port}/health").json()["models"]["k15-short"]["url"]
+
+    def metric(name: str) -> float:
+        text = httpx.get(f"{health}/metrics").text
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+    before = metric("vllm:generation_tokens_total")
+    turn = Turn("k15-short")
+    params = {"max_tokens": 4000, "temperature": 0, "extra_body": {"ignore_eos": True}}
+    updates = app.run_turns([turn], [[{"role": "user", "content": "x"}]], [params])
+    while not turn.answer:
+        next(updates)
+    updates.close()  # Stop
+    deadline = time.monotonic() + 20
+    while metric("vllm:num_requests_running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert metric("vllm:generation_tokens_total") - before < 2000
+
+
+def test_unreachable_server_is_a_message_not_a_traceback() -> None:
+    from serve.vllm_server import free_port
+    from ui.app import App
+
+    app = App(f"http://127.0.0.1:{free_port()}/v1", None, [], None)
+    *_, last = app.compare("1+1?", None, "k15-long", "k15-short", 0.6, 64, 0, "medium")
+    left_messages = last[0]
+    assert "cannot reach the model server" in str(left_messages[-1].content)
+    assert threading.active_count() < 50
+
+
+def test_chat_history_text_is_recovered_from_gradio_parts() -> None:
+    from ui.app import message_text
+
+    assert message_text("plain") == "plain"
+    assert message_text([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == "a\nb"
