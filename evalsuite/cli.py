@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from k15.cli import run_handled
+
 
 def cmd_score(args: argparse.Namespace) -> int:
     from evalsuite.score import score_file
@@ -108,14 +110,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"score": cmd_score, 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except (OSError, ValueError, RuntimeError) as exc:
-        print(f"evalsuite: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("evalsuite: interrupted", file=sys.stderr)
-        return 130
+    return run_handled("evalsuite", lambda: COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

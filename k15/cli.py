@@ -77,6 +77,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(load_config(demo.DemoConfig, args.config, args.overrides))
 
 
+def run_handled(prog: str, command: Callable[[], int]) -> int:
+    """Run a CLI command: expected failures (bad config or input, a server that would not start) become one
+    ``prog: error: …`` line and exit code 2, never a traceback; Ctrl-C exits 130."""
+    try:
+        return command()
+    except (ConfigError, OSError, RuntimeError, ValueError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="k15", description="Kimi k1.5 reasoning models: train, serve, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -121,14 +134,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     key = (args.command, args.models_command) if args.command == "models" else (args.command,)
-    try:
-        return COMMANDS[key](args)
-    except (ConfigError, FileNotFoundError, RuntimeError, ValueError) as exc:
-        print(f"k15: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("k15: interrupted", file=sys.stderr)
-        return 130
+    return run_handled("k15", lambda: COMMANDS[key](args))
 
 
 if __name__ == "__main__":

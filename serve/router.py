@@ -24,6 +24,19 @@ from serve.metrics import Metrics
 from serve.protocol import ChatRequest, CompletionRequest, OpenAIError, image_urls, validate
 
 
+class ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that closes its body iterator however the response ends.
+
+    When the client goes away, Starlette stops iterating but leaves the generator to the garbage collector, so the
+    upstream stream (and the generation in vLLM) could run on for a long time; closing it here aborts at once."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
 def mirror_reasoning(choices: list[dict[str, Any]], key: str) -> None:
     """Copy vLLM's ``reasoning`` into ``reasoning_content`` (what DeepSeek-style clients read), in place."""
     for choice in choices:
@@ -152,7 +165,7 @@ class Router:
             await response.aclose()
             self.metrics.observe(model, path, response.status_code, time.monotonic() - started)
             return Response(content, response.status_code, media_type="application/json")
-        return StreamingResponse(
+        return ClosingStreamingResponse(
             self.relay(response, wants_usage, model, path, started, (backend.names[0], upstream["model"])),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
