@@ -201,21 +201,21 @@ def _vllm_metric(stack: ServeProcess, name: str, metric: str) -> float:
 
 
 def test_client_disconnect_cancels_generation_upstream(stack: ServeProcess) -> None:
-    # 4000 tokens take the tiny model about 8 s; a disconnect after a few events must stop the generation
-    # (with margin for a loaded machine, where vLLM's API process notices the disconnect late).
+    # 4000 tokens take the tiny model 8–25 s depending on load; after a disconnect a few events in, the generation
+    # must stop far short of that (an abort that never happens runs all 4000).
     before = _vllm_metric(stack, "k15-short", "vllm:generation_tokens_total")
     body = {"model": "k15-short", "messages": [{"role": "user", "content": "x"}], "max_tokens": 4000,
             "ignore_eos": True, "stream": True}  # fmt: skip
-    with httpx.stream("POST", f"{stack.base_url}/chat/completions", json=body, headers=stack.headers) as r:
+    with httpx.stream("POST", f"{stack.base_url}/chat/completions", json=body, headers=stack.headers, timeout=60) as r:
         for i, _ in enumerate(r.iter_lines()):
             if i == 5:
                 break
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120
     while _vllm_metric(stack, "k15-short", "vllm:num_requests_running") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _vllm_metric(stack, "k15-short", "vllm:num_requests_running") == 0
     generated = _vllm_metric(stack, "k15-short", "vllm:generation_tokens_total") - before
-    assert generated < 2000, f"the abandoned generation ran on ({generated:.0f} tokens)"
+    assert generated < 3000, f"the abandoned generation ran on ({generated:.0f} of 4000 tokens)"
 
 
 def test_metrics_count_requests_tokens_and_errors(stack: ServeProcess) -> None:

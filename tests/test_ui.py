@@ -169,11 +169,11 @@ def test_stop_cancels_the_generation_upstream(tiny_stack: ServeProcess) -> None:
     while not turn.answer:
         next(updates)
     updates.close()  # Stop
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120
     while metric("vllm:num_requests_running") and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(0.5)
-    assert metric("vllm:generation_tokens_total") - before < 2000
+    assert metric("vllm:num_requests_running") == 0
+    assert metric("vllm:generation_tokens_total") - before < 3000, "Stop must abort the generation (4000 tokens)"
 
 
 def test_unreachable_server_is_a_message_not_a_traceback() -> None:
