@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import time
 
@@ -224,30 +222,3 @@ def test_metrics_count_requests_tokens_and_errors(stack: ServeProcess) -> None:
     assert 'k15_errors_total{model="gpt-9",status="404"}' in text
     assert 'k15_tokens_total{model="k15-long",type="reasoning"}' in text
     assert "k15_request_seconds_bucket" in text
-
-
-def test_killed_backend_fails_fast_then_restarts(stack: ServeProcess, client: OpenAI) -> None:
-    pid = httpx.get(f"http://127.0.0.1:{stack.port}/health").json()["models"]["k15-short"]["pid"]
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    status = None
-    while time.monotonic() < deadline:
-        started = time.monotonic()
-        r = httpx.post(f"{stack.base_url}/chat/completions", headers=stack.headers, timeout=30,
-                       json={"model": "k15-short", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2})  # fmt: skip
-        status = r.status_code
-        if status == 503:
-            assert time.monotonic() - started < 2, "requests to a dead backend must fail fast"
-            assert r.json()["error"]["code"] == "unavailable"
-            break
-        time.sleep(0.2)
-    assert status == 503
-    deadline = time.monotonic() + 300
-    while True:
-        state = httpx.get(f"http://127.0.0.1:{stack.port}/health").json()["models"]["k15-short"]
-        if state["restarts"] == 1 and state["status"] == "ready":
-            break
-        assert time.monotonic() < deadline, f"backend was not restarted: {state}"
-        time.sleep(1)
-    assert client.chat.completions.create(model="k15-short", messages=[{"role": "user", "content": "x"}], max_tokens=2)
-    assert any("died" in line for line in stack.lines) and any("is back" in line for line in stack.lines)
