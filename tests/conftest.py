@@ -119,6 +119,15 @@ class ServeProcess:
 
 
 TEST_KEY = "test-key"
+
+
+def engine_flags(max_model_len: int) -> list[str]:
+    """``k15 serve`` engine settings for test stacks: eager start (~40 s, not ~2 min) and a small KV-cache share,
+    so several test engines fit in RAM at once."""
+    return ["--set", "engine.enforce_eager=true", "--set", f"engine.max_model_len={max_model_len}",
+            "--set", "engine.gpu_memory_utilization=0.1"]  # fmt: skip
+
+
 MEDIUM_BUDGET = 4
 
 
@@ -132,9 +141,8 @@ def tiny_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("serve")
     long = make_checkpoint(tiny_model, root / "long", "long-cot")
     server = ServeProcess(
-        ["--long", str(long), "--short", str(tiny_model),
-         "--set", "engine.enforce_eager=true", "--set", "engine.max_model_len=4096",
-         "--set", "engine.gpu_memory_utilization=0.1", "--set", f"medium_thinking_budget={MEDIUM_BUDGET}", "--set", "max_body_bytes=200000",
+        ["--long", str(long), "--short", str(tiny_model), *engine_flags(max_model_len=4096),
+         "--set", f"medium_thinking_budget={MEDIUM_BUDGET}", "--set", "max_body_bytes=200000",
          "--set", "restart_backoff_s=0"],
         api_key=TEST_KEY,
     )  # fmt: skip
@@ -152,8 +160,7 @@ def vlm_stack(default_model: Path, tmp_path_factory: pytest.TempPathFactory):
 
     vlm = build_tiny_vlm(default_model, tmp_path_factory.mktemp("vlm") / "tiny-vlm")
     server = ServeProcess(
-        ["--long", str(vlm), "--short", str(vlm), "--set", "engine.enforce_eager=true",
-         "--set", "engine.max_model_len=1024", "--set", "engine.gpu_memory_utilization=0.1",
+        ["--long", str(vlm), "--short", str(vlm), *engine_flags(max_model_len=1024),
          "--set", "image_url_allowlist=[127.0.0.1]"]
     )  # fmt: skip
     yield server

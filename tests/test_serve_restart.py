@@ -15,7 +15,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.conftest import ServeProcess
+from tests.conftest import ServeProcess, engine_flags
 
 pytestmark = pytest.mark.vllm
 
@@ -23,8 +23,7 @@ pytestmark = pytest.mark.vllm
 @pytest.fixture(scope="module")
 def stack(tiny_model: Path) -> Iterator[ServeProcess]:
     server = ServeProcess(
-        ["--long", str(tiny_model), "--short", str(tiny_model), "--set", "engine.enforce_eager=true",
-         "--set", "engine.max_model_len=1024", "--set", "engine.gpu_memory_utilization=0.1",
+        ["--long", str(tiny_model), "--short", str(tiny_model), *engine_flags(max_model_len=1024),
          "--set", "restart_backoff_s=0"]
     )  # fmt: skip
     yield server

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, SHARED_DATA, TEST_KEY, ServeProcess
+from tests.conftest import REPO, SHARED_DATA, TEST_KEY, ServeProcess, engine_flags
 
 pytestmark = pytest.mark.vllm
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -155,8 +155,7 @@ def fresh_stack(tiny_model: Path) -> Iterator[ServeProcess]:
     """A stack of its own: after the rest of the suite, the shared stack once failed to abort (see the note in
     docs/serve.md, "Known issue"), which this test must not depend on."""
     server = ServeProcess(
-        ["--long", str(tiny_model), "--short", str(tiny_model), "--set", "engine.enforce_eager=true",
-         "--set", "engine.max_model_len=4096", "--set", "engine.gpu_memory_utilization=0.1"]
+        ["--long", str(tiny_model), "--short", str(tiny_model), *engine_flags(max_model_len=4096)]
     )  # fmt: skip
     yield server
     assert server.stop() == 0
