@@ -1,4 +1,4 @@
-"""``k15``: the umbrella command (models, serve, ui, demo)."""
+"""``k15``: the umbrella command (models, train, data, serve, ui, demo)."""
 
 from __future__ import annotations
 
@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--data-dir", metavar="DIR", help="local task data for example prompts")
     ui.add_argument("--auth", metavar="USER:PASSWORD", help="require a login")
 
+    from train.cli import add_train_parser
+    from train.data_cli import add_data_parser
+
+    add_train_parser(sub, _config_args)
+    add_data_parser(sub)
+
     demo = sub.add_parser("demo", help="the main job: one real chat completion from the embedded default")
     _config_args(demo)
     return parser
@@ -132,9 +138,13 @@ COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from train.cli import TRAIN_COMMANDS
+    from train.data_cli import DATA_COMMANDS
+
     args = build_parser().parse_args(argv)
-    key = (args.command, args.models_command) if args.command == "models" else (args.command,)
-    return run_handled("k15", lambda: COMMANDS[key](args))
+    second = {"models": "models_command", "train": "train_command", "data": "data_command"}.get(args.command)
+    key = (args.command, getattr(args, second)) if second else (args.command,)
+    return run_handled("k15", lambda: {**COMMANDS, **TRAIN_COMMANDS, **DATA_COMMANDS}[key](args))
 
 
 if __name__ == "__main__":

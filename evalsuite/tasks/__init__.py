@@ -71,4 +71,4 @@ def png_bytes(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-from evalsuite.tasks import aime, math500, mathvista  # noqa: E402,F401  (registers the tasks)
+from evalsuite.tasks import aime, arith, math500, mathvista  # noqa: E402,F401  (registers the tasks)

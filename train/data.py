@@ -1,0 +1,139 @@
+"""Training data: RL prompt sets (problem + verifiable answer) and SFT examples (prompt + response), as JSONL.
+
+Bad rows (not JSON, missing or empty fields — MATH train has two empty answers) are reported with file and line
+and skipped; a file with no usable row at all is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class DataFileError(ValueError):
+    """A data file that cannot be used at all; the message names it."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One RL prompt: the text shown to the model, the row the grader reads, its grader and difficulty."""
+
+    id: str
+    text: str
+    task: str
+    record: dict[str, Any]
+    difficulty: float | None = None
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    prompt: str
+    response: str
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, row or None, problem description) for every non-blank line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: not found")
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, None, f"not valid JSON ({exc.msg})"
+                continue
+            yield (number, row, "") if isinstance(row, dict) else (number, None, "not a JSON object")
+
+
+def _text(row: dict[str, Any], key: str) -> str | None:
+    value = row.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return str(value)
+
+
+def _difficulty(row: dict[str, Any]) -> float | None:
+    """The row's difficulty: a number in ``difficulty``, else MATH's ``level`` ("Level 3" → 3)."""
+    value = row.get("difficulty", row.get("level"))
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (match := re.search(r"\d+(\.\d+)?", value)):
+        return float(match.group())
+    return None
+
+
+def load_problems(
+    path: str | Path,
+    task: str = "math",
+    prompt_template: str = "{problem}",
+    problem_field: str = "problem",
+    answer_field: str = "answer",
+) -> list[Problem]:
+    """Problems of a JSONL file. A row may name its grader in ``task``; ``{problem}`` in the template is its text."""
+    from evalsuite.grading import GRADERS
+
+    problems, skipped = [], 0
+    for number, row, why in _rows(Path(path)):
+        if row is not None:
+            missing = [k for k in (problem_field, answer_field) if _text(row, k) is None]
+            row_task = str(row.get("task") or task)
+            if missing:
+                why = f"missing or empty {', '.join(repr(k) for k in missing)}"
+            elif row_task not in GRADERS:
+                why = f"unknown task {row_task!r} (graders: {', '.join(sorted(GRADERS))})"
+        if why:
+            log.warning("%s:%d: skipped: %s", path, number, why)
+            skipped += 1
+            continue
+        assert row is not None
+        text = prompt_template.format(problem=row[problem_field])
+        record = dict(row, answer=str(row[answer_field]))
+        problems.append(Problem(str(row.get("id", row.get("unique_id", number))), text, row_task, record,
+                                _difficulty(row)))  # fmt: skip
+    if not problems:
+        raise DataFileError(f"{path}: no usable problem ({skipped} rows skipped)")
+    if skipped:
+        log.warning("%s: %d rows skipped, %d problems kept", path, skipped, len(problems))
+    return problems
+
+
+def load_sft_examples(path: str | Path) -> list[SFTExample]:
+    """SFT examples: rows with ``prompt`` and ``response`` (the response holds the ``<think>`` reasoning)."""
+    examples, skipped = [], 0
+    for number, row, why in _rows(Path(path)):
+        if row is not None:
+            missing = [k for k in ("prompt", "response") if _text(row, k) is None]
+            if missing:
+                why = f"missing or empty {', '.join(repr(k) for k in missing)}"
+        if why:
+            log.warning("%s:%d: skipped: %s", path, number, why)
+            skipped += 1
+            continue
+        assert row is not None
+        examples.append(SFTExample(str(row["prompt"]), str(row["response"])))
+    if not examples:
+        raise DataFileError(f"{path}: no usable example ({skipped} rows skipped)")
+    if skipped:
+        log.warning("%s: %d rows skipped, %d examples kept", path, skipped, len(examples))
+    return examples
+
+
+def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write rows atomically (temp file + rename), creating the directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)

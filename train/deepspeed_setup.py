@@ -1,0 +1,109 @@
+"""The DeepSpeed side of every trainer (SFT, RL, DPO): engine settings, the engine, the full weights, and the
+Hugging Face export that ``k15 serve`` loads as it is."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from k15.checkpoint import CheckpointInfo, write_info
+from k15.config import Config
+
+
+class DeepSpeedConfig(Config):
+    """ZeRO-2 by default; ZeRO-3 and CPU offload by config. ``micro_batch_size`` is per rank."""
+
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    offload_optimizer: bool = False
+    offload_params: bool = Field(False, description="ZeRO-3 only")
+    bf16: bool = True
+    lr: float = Field(1e-6, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = Field(1.0, gt=0)
+    micro_batch_size: int = Field(4, ge=1)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The DeepSpeed JSON config. Gradient accumulation is driven by the trainer (variable batch sizes)."""
+        zero: dict[str, Any] = {"stage": self.zero_stage}
+        if self.offload_optimizer:
+            zero["offload_optimizer"] = {"device": "cpu"}
+        if self.offload_params:
+            if self.zero_stage != 3:
+                raise ValueError("deepspeed.offload_params needs deepspeed.zero_stage: 3")
+            zero["offload_param"] = {"device": "cpu"}
+        adam = {"lr": self.lr, "weight_decay": self.weight_decay, "betas": list(self.betas)}
+        if not torch.cuda.is_available() and not self.offload_optimizer:
+            adam["torch_adam"] = True  # FusedAdam needs CUDA
+        return {
+            "train_micro_batch_size_per_gpu": self.micro_batch_size,
+            "gradient_accumulation_steps": 1,
+            "gradient_clipping": self.grad_clip,
+            "bf16": {"enabled": self.bf16},
+            "zero_optimization": zero,
+            "optimizer": {"type": "AdamW", "params": adam},
+            "steps_per_print": 1 << 30,
+            "wall_clock_breakdown": False,
+        }
+
+
+def load_policy(path: str | Path, dtype: torch.dtype = torch.bfloat16) -> tuple[Any, Any]:
+    """The model and tokenizer at ``path``, with the k15 think template and tokens."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from k15.chat import apply_k15_template, ensure_think_tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    apply_k15_template(tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    ensure_think_tokens(tokenizer, model)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def build_engine(model: Any, config: DeepSpeedConfig) -> Any:
+    import deepspeed
+
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config.as_dict())
+    return engine
+
+
+def full_state_dict(engine: Any) -> dict[str, torch.Tensor]:
+    """The whole model's weights (Hugging Face names) on this rank; ZeRO-3 shards are gathered first."""
+    module = engine.module
+    if engine.zero_optimization_stage() == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+            return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    return module.state_dict()
+
+
+def reset_optimizer_state(engine: Any) -> None:
+    """Forget Adam's moments (the paper resets the optimizer at each mirror-descent iteration)."""
+    inner = getattr(engine.optimizer, "optimizer", engine.optimizer)
+    inner.state.clear()
+
+
+def export_hf(engine: Any, tokenizer: Any, out: Path, info: CheckpointInfo, is_writer: bool) -> Path:
+    """Write a Hugging Face checkpoint (safetensors, tokenizer with the k15 template, ``k15.json``) atomically.
+
+    Every rank must call it (ZeRO-3 gathers collectively); only ``is_writer`` writes.
+    """
+    state = full_state_dict(engine)
+    if not is_writer:
+        return out
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    engine.module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    write_info(tmp, info)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out

@@ -1,0 +1,134 @@
+"""``k15 train long-cot``: the long-CoT recipe as one resumable job — demo data, warm-up SFT, RL, and a held-out
+comparison of the warm-up and RL checkpoints (``configs/demo-long-cot.yaml`` on the embedded default).
+
+Each stage runs as its own process (``python -m train sft|rl``, the same entry the DeepSpeed launcher uses), skips
+itself when its output exists and resumes itself after a kill.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, model_validator
+
+from k15 import paths
+from k15.checkpoint import read_info
+from k15.config import Config
+from train.rl import RLConfig
+from train.sft import SFTConfig
+
+
+class DemoDataConfig(Config):
+    """The generated arithmetic task (:mod:`train.demo_task`); ``dir`` holds ``arith/{train,heldout,sft}.jsonl``."""
+
+    dir: str | None = Field(None, description="default: <run dir>/data")
+    train: int = Field(1000, ge=1)
+    heldout: int = Field(200, ge=1)
+    sft: int = Field(400, ge=1)
+    seed: int = 0
+
+
+class HeldoutEvalConfig(Config):
+    problems: int = Field(100, ge=1)
+    samples: int = Field(4, ge=1, description="samples per problem; their spread is the eval's run-to-run noise")
+    temperature: float = Field(0.6, ge=0)
+    max_tokens: int = Field(384, ge=1)
+
+
+class LongCoTPipelineConfig(Config):
+    name: str = "demo-long-cot"
+    output_dir: str | None = Field(None, description="default: $K15_RUNS/<name>")
+    model: str | None = Field(None, description="base model (default: the embedded default)")
+    demo_data: DemoDataConfig = DemoDataConfig()
+    sft: dict[str, Any] = Field(default_factory=dict, description="SFTConfig keys (data, model, output are set)")
+    rl: dict[str, Any] = Field(default_factory=dict, description="RLConfig keys (data, model, output are set)")
+    eval: HeldoutEvalConfig = HeldoutEvalConfig()
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir).expanduser() if self.output_dir else paths.runs_dir() / self.name
+
+    def data_dir(self) -> Path:
+        return Path(self.demo_data.dir).expanduser() if self.demo_data.dir else self.run_dir() / "data"
+
+    def sft_config(self) -> SFTConfig:
+        fixed = {"data": str(self.data_dir() / "arith" / "sft.jsonl"), "output_dir": str(self.run_dir() / "sft"),
+                 "name": f"{self.name}-sft", "model": self.model}  # fmt: skip
+        return SFTConfig.model_validate({**self.sft, **fixed})
+
+    def rl_config(self) -> RLConfig:
+        data = {**self.rl.get("data", {}), "path": str(self.data_dir() / "arith" / "train.jsonl")}
+        fixed = {"data": data, "output_dir": str(self.run_dir() / "rl"), "name": f"{self.name}-rl",
+                 "model": str(self.run_dir() / "sft" / "final")}  # fmt: skip
+        return RLConfig.model_validate({**self.rl, **fixed})
+
+    @model_validator(mode="after")
+    def _stages_valid(self) -> LongCoTPipelineConfig:
+        self.sft_config()  # a bad stage config fails here, before any work
+        self.rl_config()
+        return self
+
+
+def _run_stage(stage: str, config: SFTConfig | RLConfig, run_dir: Path) -> Path:
+    """Run ``python -m train STAGE`` on a written-out config (skipped when its final checkpoint exists)."""
+    final = config.run_dir() / "final"
+    info = read_info(final) if (final / "k15.json").is_file() else None
+    if info is not None and (stage == "sft" or info.iteration == getattr(config, "iterations", None)):
+        print(f"k15 train long-cot: stage {stage} done already ({final})", flush=True)
+        return final
+    config_file = run_dir / f"{stage}.yaml"
+    config_file.write_text(yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False))
+    print(f"k15 train long-cot: stage {stage} ({config_file})", flush=True)
+    result = subprocess.run([sys.executable, "-m", "train", stage, "--config", str(config_file)], check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"stage {stage} failed (exit {result.returncode}); rerun the same command to resume it")
+    return final
+
+
+def evaluate(checkpoint: Path, cfg: LongCoTPipelineConfig, out: Path) -> dict[str, Any]:
+    """Held-out accuracy of ``checkpoint`` (evalsuite, task ``arith``); per-sample-index accuracies show the noise."""
+    if not (out / "summary.json").is_file():
+        e = cfg.eval
+        command = [sys.executable, "-m", "evalsuite.cli", "run", "arith", "--backend", "vllm", "--model-path",
+                   str(checkpoint), "--data-dir", str(cfg.data_dir()), "--out", str(out), "--limit", str(e.problems),
+                   "--samples", str(e.samples), "--temperature", str(e.temperature), "--max-tokens-long",
+                   str(e.max_tokens), "--set", "engine.enforce_eager=true"]  # fmt: skip
+        if subprocess.run(command, check=False).returncode != 0:
+            raise RuntimeError(f"evaluation of {checkpoint} failed; rerun to resume it")
+    rows = [json.loads(line) for f in (out / "samples").glob("*.jsonl") for line in f.read_text().splitlines()]
+    by_sample = [[r["correct"] for r in rows if r["sample"] == s] for s in range(cfg.eval.samples)]
+    runs = [sum(c) / len(c) for c in by_sample if c]
+    return {
+        "accuracy": sum(runs) / len(runs),
+        "per_sample_run": runs,
+        "noise_std": statistics.stdev(runs) if len(runs) > 1 else 0.0,
+        "mean_tokens": sum(r["completion_tokens"] for r in rows) / len(rows),
+    }
+
+
+def run(cfg: LongCoTPipelineConfig) -> dict[str, Any]:
+    from train.demo_task import make_splits
+
+    run_dir = cfg.run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = cfg.data_dir() / "arith"
+    if not (data / "sft.jsonl").is_file():
+        d = cfg.demo_data
+        make_splits(data, train=d.train, heldout=d.heldout, sft=d.sft, seed=d.seed)
+    sft_final = _run_stage("sft", cfg.sft_config(), run_dir)
+    rl_final = _run_stage("rl", cfg.rl_config(), run_dir)
+    report = {"warmup": evaluate(sft_final, cfg, run_dir / "eval-warmup"),
+              "rl": evaluate(rl_final, cfg, run_dir / "eval-rl")}  # fmt: skip
+    report["gain"] = report["rl"]["accuracy"] - report["warmup"]["accuracy"]
+    report["noise"] = max(report["rl"]["noise_std"], report["warmup"]["noise_std"])
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    w, r = report["warmup"], report["rl"]
+    print(f"held-out accuracy: warm-up {w['accuracy']:.1%} ({w['mean_tokens']:.0f} tokens) → RL {r['accuracy']:.1%} "
+          f"({r['mean_tokens']:.0f} tokens); gain {report['gain']:+.1%}, eval noise (std over sample runs) "
+          f"{report['noise']:.1%}; report {run_dir / 'report.json'}")  # fmt: skip
+    return report

@@ -1,0 +1,360 @@
+"""Kimi k1.5 long-CoT RL (§2.3–2.6): online policy mirror descent on DeepSpeed, rollouts from vLLM.
+
+One iteration i, on every rank:
+  1. sample prompts (curriculum + prioritized, §2.3.4); this rank takes its share;
+  2. roll out k responses per prompt with vLLM from π_θi, continuing unfinished partial rollouts (§2.6.2);
+  3. reward: the verifier (evalsuite's grader) plus the length reward (§2.3.3) once the warm-up is over;
+  4. log π_θi(y|x) once, then ``epochs × mini_batches`` optimizer steps on paper Eq. 3 (:mod:`train.loss`);
+  5. push the new weights π_θi+1 into the vLLM engine in memory; log metrics; save the resumable state.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from evalsuite.tasks import MATH_PROMPT
+from k15 import paths
+from k15.checkpoint import CheckpointInfo, Kind
+from k15.config import Config
+from k15.models import resolve_model
+from train.data import Problem, load_problems
+from train.deepspeed_setup import (
+    DeepSpeedConfig,
+    build_engine,
+    export_hf,
+    full_state_dict,
+    load_policy,
+    reset_optimizer_state,
+)
+from train.distributed import all_gather_objects, barrier, init_distributed, rank, world_size
+from train.logprobs import sequence_logprobs
+from train.loss import mirror_descent_terms
+from train.metrics_log import MetricsLogger
+from train.partial_rollouts import ReplayBuffer, Trajectory, degenerate_repetition
+from train.rewards import length_rewards, task_reward
+from train.rollout import RolloutConfig, RolloutEngine
+from train.sampling import ProblemSampler
+from train.state import load_state, save_state
+
+
+class PromptDataConfig(Config):
+    """A JSONL prompt set: each row has a problem and a verifiable answer (and optionally a difficulty)."""
+
+    path: str
+    task: str = Field("math", description="the grader used when a row has no 'task' field")
+    prompt_template: str = MATH_PROMPT
+    problem_field: str = "problem"
+    answer_field: str = "answer"
+
+
+class LengthPenaltyConfig(Config):
+    enabled: bool = True
+    weight: float = Field(1.0, ge=0)
+    warmup_iterations: int = Field(0, ge=0, description="iterations before the length reward is switched on")
+
+
+class SamplingConfig(Config):
+    curriculum: bool = True
+    prioritized: bool = True
+    curriculum_start: float = Field(0.3, gt=0, le=1)
+
+
+class RLConfig(Config):
+    model: str | None = Field(None, description="the policy to start from (the warm-up SFT checkpoint)")
+    data: PromptDataConfig
+    name: str = "long-cot-rl"
+    output_dir: str | None = Field(None, description="default: $K15_RUNS/<name>")
+    kind: Kind = Kind.long_cot
+    method: str = "rl"
+    iterations: int = Field(50, ge=1)
+    prompts_per_iteration: int = Field(8, ge=1)
+    rollout: RolloutConfig = RolloutConfig()
+    tau: float = Field(0.05, gt=0, description="τ of the KL term (paper Eq. 2–3)")
+    epochs: int = Field(1, ge=1)
+    mini_batches: int = Field(1, ge=1, description="optimizer steps per epoch")
+    reset_optimizer: bool = True
+    length_penalty: LengthPenaltyConfig = LengthPenaltyConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    deepspeed: DeepSpeedConfig = DeepSpeedConfig()
+    save_every: int = Field(10, ge=1, description="export a Hugging Face checkpoint every N iterations")
+    state_every: int = Field(1, ge=1, description="save the resumable state every N iterations")
+    keep_states: int = Field(2, ge=1)
+    seed: int = 0
+    tensorboard: bool = True
+    wandb: bool = False
+
+    @model_validator(mode="after")
+    def _fits(self) -> RLConfig:
+        if self.rollout.max_tokens >= self.rollout.engine.max_model_len:
+            raise ValueError(f"rollout.max_tokens ({self.rollout.max_tokens}) must be below "
+                             f"rollout.engine.max_model_len ({self.rollout.engine.max_model_len})")  # fmt: skip
+        return self
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir).expanduser() if self.output_dir else paths.runs_dir() / self.name
+
+
+class RLTrainer:
+    def __init__(self, config: RLConfig) -> None:
+        self.cfg = config
+        data = config.data
+        self.problems: list[Problem] = load_problems(
+            data.path, data.task, data.prompt_template, data.problem_field, data.answer_field
+        )  # bad data fails here, before any engine starts
+        self.run_dir = config.run_dir()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        init_distributed()
+        self.rank, self.world = rank(), world_size()
+        torch.manual_seed(config.seed)
+        model_path = resolve_model(config.model)
+        model, self.tokenizer = load_policy(model_path)
+        self.base_model = str(model_path)
+        vocab_grew = model.get_input_embeddings().num_embeddings != _vocab_size(model_path)
+        if vocab_grew:  # vLLM must see the same vocabulary as the trainer
+            model_path = self.run_dir / "init"
+            if self.rank == 0:
+                model.save_pretrained(model_path)
+                self.tokenizer.save_pretrained(model_path)
+            barrier()
+        self.engine = build_engine(model, config.deepspeed)
+        self.pad_id = self.tokenizer.pad_token_id
+        difficulty = [p.difficulty if p.difficulty is not None else 0.0 for p in self.problems]
+        s = config.sampling
+        self.sampler = ProblemSampler(difficulty, s.curriculum, s.prioritized, s.curriculum_start, config.seed)
+        self.buffer = ReplayBuffer()
+        self.step = 0
+        restored = load_state(self.engine, self.run_dir / "state")
+        if restored is not None:
+            shared, own = restored
+            self.step = shared["step"]
+            self.sampler.load_state_dict(shared["sampler"])
+            self.buffer.load_state_dict(own["buffer"])
+        self.rollout = RolloutEngine(model_path, config.rollout.engine)
+        if restored is not None:
+            self.rollout.push(full_state_dict(self.engine))
+        self._prompt_cache: dict[int, list[int]] = {}
+        self.logger = MetricsLogger(self.run_dir, config.iterations, self.step, self.rank == 0,
+                                    config.tensorboard, config.wandb, config.name)  # fmt: skip
+        self.resumed_from = self.step if restored is not None else None
+
+    # -- rollouts and rewards ------------------------------------------------------------------------------------
+
+    def prompt_ids(self, problem: int) -> list[int]:
+        if problem not in self._prompt_cache:
+            messages = [{"role": "user", "content": self.problems[problem].text}]
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            self._prompt_cache[problem] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return self._prompt_cache[problem]
+
+    def _seed(self, iteration: int, t: Trajectory) -> int:
+        return (self.cfg.seed * 1_000_003 + iteration * 7_919 + t.round * 131 + t.problem * 17 + t.sample) % 2**31
+
+    def roll_out(self, iteration: int, problems: list[int]) -> tuple[list[Trajectory], int]:
+        """Generate this iteration's segments; returns the trajectories touched and the tokens generated."""
+        r = self.cfg.rollout
+        active = self.buffer.take_unfinished()
+        active += [Trajectory(p, j, self.prompt_ids(p), round=iteration) for p in problems for j in range(r.k)]
+        if not active:
+            return [], 0
+        budgets = [min(r.segment_tokens or r.max_tokens, r.max_tokens - len(t.response_ids)) for t in active]
+        segments = self.rollout.generate([t.context_ids() for t in active], budgets, r.temperature, r.top_p,
+                                         [self._seed(iteration, t) for t in active])  # fmt: skip
+        for t, segment in zip(active, segments, strict=True):
+            t.extend(segment.token_ids, iteration)
+            length = len(t.response_ids)
+            if r.repetition_stop and degenerate_repetition(t.response_ids):
+                t.finished = t.repeated = True
+            elif segment.finish_reason == "stop":
+                t.finished = True
+            elif length >= r.max_tokens or len(t.context_ids()) >= self.rollout.max_model_len:
+                t.finished = t.truncated = True
+            if t.finished:
+                self.verify(t)
+            self.buffer.add(t)
+        return active, sum(len(s.token_ids) for s in segments)
+
+    def verify(self, t: Trajectory) -> None:
+        """Reward a finished trajectory with the shared grader (truncated or looping answers are wrong)."""
+        problem = self.problems[t.problem]
+        text = self.tokenizer.decode(t.response_ids, skip_special_tokens=True)
+        finish = "length" if t.truncated or t.repeated else "stop"
+        t.correct = task_reward(problem.task, text, problem.record, finish_reason=finish).correct and not t.repeated
+        t.reward = float(t.correct) - (self.cfg.rollout.repetition_penalty if t.repeated else 0.0)
+
+    def group_rewards(self, group: list[Trajectory], iteration: int) -> list[tuple[float, float]]:
+        """(total reward, length reward) per sample: the verifier reward plus the weighted length reward."""
+        lp = self.cfg.length_penalty
+        on = lp.enabled and iteration >= lp.warmup_iterations
+        lengths = length_rewards([len(t.response_ids) for t in group], [t.correct for t in group])
+        return [(t.reward + lp.weight * lr * on, lp.weight * lr * on) for t, lr in zip(group, lengths, strict=True)]
+
+    # -- the policy update ---------------------------------------------------------------------------------------
+
+    def _micro_batches(self, samples: list[dict[str, Any]], steps: int) -> list[list[list[dict[str, Any]]]]:
+        """Split into ``steps`` mini-batches of micro-batches, with the same micro-batch count on every rank
+        (ZeRO reduces gradients collectively, so every rank must run as many backward passes)."""
+        size = self.cfg.deepspeed.micro_batch_size
+        chunks = [samples[j::steps] for j in range(steps)]
+        local = [math.ceil(len(c) / size) for c in chunks]
+        counts = [max(1, *col) for col in zip(*all_gather_objects(local), strict=True)]
+        return [[c[m * size : (m + 1) * size] for m in range(n)] for c, n in zip(chunks, counts, strict=True)]
+
+    def _forward(self, model: Any, batch: list[dict[str, Any]], with_entropy: bool = False):
+        if not batch:  # an empty micro-batch keeps the ranks in step: one pad token, nothing trained
+            batch = [{"ids": [self.pad_id, self.pad_id], "mask": [0, 0]}]
+        return sequence_logprobs(model, [s["ids"] for s in batch], [s["mask"] for s in batch], self.pad_id,
+                                 with_entropy)  # fmt: skip
+
+    def update(self, samples: list[dict[str, Any]]) -> dict[str, float]:
+        """Paper Eq. 3 steps on this iteration's samples; returns summed statistics for logging."""
+        cfg = self.cfg
+        started = time.perf_counter()
+        self.engine.module.eval()
+        with torch.no_grad():
+            for batch in self._micro_batches(samples, 1)[0]:
+                ref, _, _ = self._forward(self.engine.module, batch)
+                for s, value in zip(batch, ref.tolist(), strict=False):
+                    s["ref_logp"] = value
+        logprob_s = time.perf_counter() - started
+        started = time.perf_counter()
+        self.engine.module.train()
+        total = max(1, sum(all_gather_objects(len(samples))))
+        sums = {"sq_log_ratio": 0.0, "entropy_x_tokens": 0.0, "tokens": 0.0, "policy_term": 0.0, "grad_norm": 0.0,
+                "steps": 0.0}  # fmt: skip
+        rng = np.random.default_rng(cfg.seed + self.step)
+        for epoch in range(cfg.epochs):
+            order = [samples[j] for j in rng.permutation(len(samples))]
+            for mini in self._micro_batches(order, cfg.mini_batches):
+                size = max(1, sum(all_gather_objects(sum(len(b) for b in mini)))) if cfg.mini_batches > 1 else total
+                for m, batch in enumerate(mini):
+                    self.engine.set_gradient_accumulation_boundary(m == len(mini) - 1)
+                    logp, entropy, tokens = self._forward(self.engine, batch, with_entropy=epoch == 0)
+                    ref = torch.tensor([s["ref_logp"] for s in batch], dtype=logp.dtype)
+                    adv = torch.tensor([s["advantage"] for s in batch], dtype=logp.dtype)
+                    terms = mirror_descent_terms(logp, ref, adv, cfg.tau) if batch else logp * 0.0
+                    # DeepSpeed averages gradients over ranks: scale so the result is the mean over all samples.
+                    self.engine.backward(terms.sum() * self.world / size, scale_wrt_gas=False)
+                    if batch:
+                        sums["sq_log_ratio"] += float(((logp.detach() - ref) ** 2).sum()) / cfg.epochs
+                        sums["policy_term"] += float(-(adv * logp.detach()).sum()) / cfg.epochs
+                    if entropy is not None and batch:
+                        sums["entropy_x_tokens"] += float(entropy) * float(tokens)
+                        sums["tokens"] += float(tokens)
+                    self.engine.step()  # the optimizer steps only at the boundary set above
+                sums["grad_norm"] += float(self.engine.get_global_grad_norm() or 0.0)
+                sums["steps"] += 1
+        sums["train_tokens"] = float(sum(len(s["ids"]) for s in samples)) * cfg.epochs
+        sums["train_s"] = time.perf_counter() - started
+        sums["logprob_s"] = logprob_s
+        return sums
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+
+    def iteration(self, i: int) -> dict[str, float]:
+        cfg = self.cfg
+        began = time.perf_counter()
+        if cfg.reset_optimizer:
+            reset_optimizer_state(self.engine)
+        problems = self.sampler.sample(cfg.prompts_per_iteration, progress=i / cfg.iterations)
+        started = time.perf_counter()
+        _, generated = self.roll_out(i, problems[self.rank :: self.world])
+        rollout_s = time.perf_counter() - started
+        groups = self.buffer.pop_complete_groups(cfg.rollout.k)
+        for stats in all_gather_objects([(g[0].problem, [float(t.correct) for t in g]) for g in groups]):
+            for problem, flags in stats:
+                self.sampler.update(problem, flags)
+        samples, finished = [], []
+        for group in groups:
+            rewards = self.group_rewards(group, i)
+            baseline = sum(r for r, _ in rewards) / len(rewards)  # r̄: the mean reward of the k samples
+            for t, (reward, length_reward) in zip(group, rewards, strict=True):
+                finished.append((t, reward, length_reward))
+                mask = [0] * len(t.prompt_ids) + t.loss_mask(i)
+                if any(mask):  # only the current policy's segment trains; older ones were context
+                    samples.append({"ids": t.context_ids(), "mask": mask, "advantage": reward - baseline})
+        stats = self.update(samples)
+        started = time.perf_counter()
+        sync_s = self.rollout.push(full_state_dict(self.engine))
+        sync_s = max(sync_s, time.perf_counter() - started)
+        local = {
+            "finished": len(finished), "correct": sum(t.correct for t, _, _ in finished),
+            "reward": sum(r for _, r, _ in finished), "length_reward": sum(lr for _, _, lr in finished),
+            "response_len": sum(len(t.response_ids) for t, _, _ in finished),
+            "response_len_max": max((len(t.response_ids) for t, _, _ in finished), default=0),
+            "truncated": sum(t.truncated for t, _, _ in finished), "repeated": sum(t.repeated for t, _, _ in finished),
+            "samples": len(samples), "generated": generated, "rollout_s": rollout_s, "sync_s": sync_s,
+            "pending": len(self.buffer), **stats,
+        }  # fmt: skip
+        return self._combine(all_gather_objects(local), time.perf_counter() - began)
+
+    @staticmethod
+    def _combine(ranks: list[dict[str, float]], iteration_s: float) -> dict[str, float]:
+        total = {k: sum(r[k] for r in ranks) for k in ranks[0]}
+        slowest = {k: max(r[k] for r in ranks) for k in ("rollout_s", "sync_s", "train_s", "logprob_s")}
+        n = max(total["finished"], 1)
+        return {
+            "reward": total["reward"] / n,
+            "accuracy": total["correct"] / n,
+            "length_reward": total["length_reward"] / n,
+            "response_len_mean": total["response_len"] / n,
+            "response_len_max": max(r["response_len_max"] for r in ranks),
+            "truncated_frac": total["truncated"] / n,
+            "repeated_frac": total["repeated"] / n,
+            "sq_log_ratio": total["sq_log_ratio"] / max(total["samples"], 1),
+            "policy_term": total["policy_term"] / max(total["samples"], 1),
+            "entropy": total["entropy_x_tokens"] / max(total["tokens"], 1),
+            "grad_norm": total["grad_norm"] / max(total["steps"], 1),
+            "samples_trained": total["samples"],
+            "trajectories_pending": total["pending"],
+            "rollout_tokens_per_s": total["generated"] / max(slowest["rollout_s"], 1e-9),
+            "train_tokens_per_s": total["train_tokens"] / max(slowest["train_s"], 1e-9),
+            "rollout_s": slowest["rollout_s"],
+            "logprob_s": slowest["logprob_s"],
+            "train_s": slowest["train_s"],
+            "sync_s": slowest["sync_s"],
+            "iteration_s": iteration_s,
+        }
+
+    def checkpoint_info(self, metrics: dict[str, float]) -> CheckpointInfo:
+        return CheckpointInfo(kind=self.cfg.kind, name=self.cfg.name, base_model=self.base_model,
+                              method=self.cfg.method, iteration=self.step, metrics=metrics)  # fmt: skip
+
+    def train(self) -> Path:
+        """Run the remaining iterations; returns the final Hugging Face checkpoint."""
+        cfg = self.cfg
+        final = self.run_dir / "final"
+        if self.resumed_from is not None and self.rank == 0:
+            print(f"k15 train: resuming {self.run_dir} after iteration {self.resumed_from}", flush=True)
+        metrics: dict[str, float] = {}
+        try:
+            while self.step < cfg.iterations:
+                metrics = self.iteration(self.step)
+                self.step += 1
+                self.logger.log(self.step, metrics)
+                if self.step % cfg.save_every == 0 and self.step < cfg.iterations:
+                    export_hf(self.engine, self.tokenizer, self.run_dir / "checkpoints" / f"iter-{self.step:06d}",
+                              self.checkpoint_info(metrics), self.rank == 0)  # fmt: skip
+                if self.step % cfg.state_every == 0 or self.step == cfg.iterations:
+                    save_state(self.engine, self.run_dir / "state", self.step,
+                               {"step": self.step, "sampler": self.sampler.state_dict()},
+                               {"buffer": self.buffer.state_dict()}, cfg.keep_states)  # fmt: skip
+            if not (final / "k15.json").is_file() or self.resumed_from != cfg.iterations:
+                export_hf(self.engine, self.tokenizer, final, self.checkpoint_info(metrics), self.rank == 0)
+        finally:
+            self.logger.close()
+            self.rollout.close()
+        barrier()
+        return final
+
+
+def _vocab_size(path: Path) -> int:
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(path).vocab_size)

@@ -1,0 +1,81 @@
+"""Rollouts through vLLM: one engine per trainer rank, started from the policy's checkpoint and kept in step
+with the trainer by in-memory weight sync (:mod:`train.weight_sync`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import Field
+
+from k15.config import Config
+from k15.engine import EngineConfig
+from train.distributed import without_launcher_env
+from train.weight_sync import WORKER_EXTENSION, push_weights
+
+log = logging.getLogger(__name__)
+
+
+class RolloutConfig(Config):
+    """Sampling for RL. ``segment_tokens`` turns partial rollouts on: each trajectory generates at most that many
+    tokens per iteration and continues in the next one, up to ``max_tokens`` in all (§2.6.2)."""
+
+    k: int = Field(8, ge=2, description="samples per prompt (the group whose mean reward is the baseline)")
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(1024, ge=1)
+    segment_tokens: int | None = Field(None, ge=1)
+    repetition_stop: bool = True
+    repetition_penalty: float = Field(0.0, ge=0, description="subtracted from the reward of a looping response")
+    engine: EngineConfig = EngineConfig()
+
+
+@dataclass(frozen=True)
+class Segment:
+    token_ids: list[int]
+    finish_reason: str | None
+
+
+class RolloutEngine:
+    """A ``vllm.LLM`` generating from token ids, with the trainer's weights pushed in after each iteration."""
+
+    def __init__(self, model_path: Path, engine: EngineConfig) -> None:
+        from vllm import LLM
+
+        self.max_model_len = engine.max_model_len
+        with without_launcher_env():
+            self.llm = LLM(model=str(model_path), worker_extension_cls=WORKER_EXTENSION, **engine.llm_kwargs())
+
+    def generate(
+        self, contexts: Sequence[list[int]], max_tokens: Sequence[int], temperature: float, top_p: float,
+        seeds: Sequence[int],
+    ) -> list[Segment]:  # fmt: skip
+        """One continuation per context; ``max_tokens`` is clipped to what fits in the model's context."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompts, params = [], []
+        for context, budget, seed in zip(contexts, max_tokens, seeds, strict=True):
+            room = self.max_model_len - len(context)
+            if room < 1:
+                raise ValueError(
+                    f"a context of {len(context)} tokens leaves no room in max_model_len {self.max_model_len}; "
+                    "raise rollout.engine.max_model_len or lower rollout.max_tokens"
+                )
+            prompts.append(TokensPrompt(prompt_token_ids=list(context)))
+            params.append(SamplingParams(temperature=temperature, top_p=top_p, max_tokens=min(budget, room),
+                                         seed=seed, skip_special_tokens=False))  # fmt: skip
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [Segment(list(o.outputs[0].token_ids), o.outputs[0].finish_reason) for o in outputs]
+
+    def push(self, state_dict: Mapping[str, torch.Tensor]) -> float:
+        """Load the trainer's weights into the running engine; returns the seconds it took."""
+        return push_weights(self.llm, state_dict)
+
+    def close(self) -> None:
+        engine_core = getattr(self.llm.llm_engine, "engine_core", None)
+        if engine_core is not None:
+            engine_core.shutdown()

@@ -1,0 +1,78 @@
+"""Exact resume: DeepSpeed's state (weights, optimizer) plus the trainer's own (step, sampler, replay buffers,
+RNG states), saved together under one tag. A tag counts only once ``k15-latest`` names it (written atomically
+after everything else), so a kill at any moment leaves the previous complete state to resume from."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from train.distributed import barrier, rank
+
+LATEST = "k15-latest"
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def latest_tag(state_dir: Path) -> str | None:
+    pointer = Path(state_dir) / LATEST
+    if not pointer.is_file():
+        return None
+    tag = pointer.read_text().strip()
+    return tag if tag and (Path(state_dir) / tag).is_dir() else None
+
+
+def save_state(engine: Any, state_dir: Path, step: int, shared: dict[str, Any], own: dict[str, Any],
+               keep: int = 2) -> str:  # fmt: skip
+    """Save everything needed to continue after ``step``. ``shared`` is the same on every rank; ``own`` is this
+    rank's (e.g. its replay buffer). Every rank calls it."""
+    state_dir = Path(state_dir)
+    tag = f"step-{step:07d}"
+    (state_dir / tag).mkdir(parents=True, exist_ok=True)
+    torch.save({"own": own, "rng": rng_state()}, state_dir / tag / f"k15-rank{rank()}.pt")
+    engine.save_checkpoint(str(state_dir), tag=tag, client_state={"k15": shared}, save_latest=False)
+    barrier()
+    if rank() == 0:
+        tmp = state_dir / (LATEST + ".tmp")
+        tmp.write_text(tag)
+        os.replace(tmp, state_dir / LATEST)
+        tags = sorted(p.name for p in state_dir.glob("step-*") if p.is_dir())
+        for old in tags[: max(0, tags.index(tag) + 1 - keep)]:
+            shutil.rmtree(state_dir / old, ignore_errors=True)
+    barrier()
+    return tag
+
+
+def load_state(engine: Any, state_dir: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Restore the newest complete state into ``engine`` and the RNGs; returns (shared, own), or None if none."""
+    tag = latest_tag(Path(state_dir))
+    if tag is None:
+        return None
+    _, client = engine.load_checkpoint(str(state_dir), tag=tag)
+    if client is None:
+        raise RuntimeError(f"{Path(state_dir) / tag}: DeepSpeed could not load this state")
+    mine = Path(state_dir) / tag / f"k15-rank{rank()}.pt"
+    if not mine.is_file():
+        raise RuntimeError(f"{mine}: missing; the state was saved with a different number of ranks")
+    saved = torch.load(mine, weights_only=False)
+    set_rng_state(saved["rng"])
+    return client["k15"], saved["own"]
