@@ -1,9 +1,22 @@
-"""``python -m train sft|rl …``: the entry point the ``deepspeed`` launcher runs on every rank
+"""``python -m train sft|rl|long2short …``: the entry point the ``deepspeed`` launcher runs on every rank
 (``deepspeed --module train rl --config FILE``)."""
 
+import os
 import sys
 
 from k15.cli import main
 
+
+def _without_local_rank(argv: list[str]) -> list[str]:
+    """Drop the launcher's ``--local_rank=N`` (it also sets LOCAL_RANK in the environment)."""
+    kept = []
+    for arg in argv:
+        if arg.startswith("--local_rank="):
+            os.environ.setdefault("LOCAL_RANK", arg.split("=", 1)[1])
+        else:
+            kept.append(arg)
+    return kept
+
+
 if __name__ == "__main__":  # vLLM spawns processes that re-import the main module
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.exit(main(["train", *_without_local_rank(sys.argv[1:])]))

@@ -1,10 +1,13 @@
-"""``k15 train sft|rl``. Multi-rank runs use the DeepSpeed launcher on the module entry point:
+"""``k15 train sft|rl|long-cot|long2short``. Multi-rank runs use the DeepSpeed launcher on the module entry point:
 ``deepspeed [--hostfile H] [--num_gpus N] --module train rl --config FILE`` (see ``train/__main__.py``)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+LONG2SHORT_METHODS = ("merge", "shortest", "dpo", "rl")
 
 
 def add_train_parser(sub: argparse._SubParsersAction, config_args: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -14,8 +17,11 @@ def add_train_parser(sub: argparse._SubParsersAction, config_args: Callable[[arg
                        ("rl", "online-mirror-descent RL with vLLM rollouts")):  # fmt: skip
         command = train_sub.add_parser(name, help=text)
         config_args(command)
-        command.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # the launcher's
     config_args(train_sub.add_parser("long-cot", help="demo data → warm-up SFT → RL → held-out comparison"))
+    long2short = train_sub.add_parser("long2short", help="a short-CoT model from a long-CoT one (§2.4): merge, "
+                                      "shortest rejection sampling, DPO or RL with the length penalty")  # fmt: skip
+    long2short.add_argument("--method", required=True, choices=LONG2SHORT_METHODS)
+    config_args(long2short)
 
 
 def cmd_train_sft(args: argparse.Namespace) -> int:
@@ -44,8 +50,40 @@ def cmd_train_long_cot(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_long2short(method: str, config: str | None, overrides: Sequence[str]) -> Path:
+    """Run one long2short method from its config (``rl``: RLConfig with kind long2short); returns the checkpoint."""
+    from k15.checkpoint import Kind
+    from k15.config import load_config
+
+    if method == "merge":
+        from train import merge
+
+        return merge.run(load_config(merge.MergeConfig, config, overrides))
+    if method == "shortest":
+        from train import shortest
+
+        return shortest.run(load_config(shortest.ShortestConfig, config, overrides))
+    if method == "dpo":
+        from train import dpo
+
+        return dpo.run(load_config(dpo.Long2ShortDPOConfig, config, overrides))
+    from train.rl import RLConfig, RLTrainer
+
+    cfg = load_config(RLConfig, config, [*overrides, f"kind={Kind.long2short}"])
+    if "name" not in cfg.model_fields_set:  # not the long-CoT RL run's default directory
+        cfg.name = "long2short-rl"
+    return RLTrainer(cfg).train()
+
+
+def cmd_train_long2short(args: argparse.Namespace) -> int:
+    final = run_long2short(args.method, args.config, args.overrides)
+    print(f"k15 train long2short: {args.method} checkpoint {final}")
+    return 0
+
+
 TRAIN_COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
     ("train", "sft"): cmd_train_sft,
     ("train", "rl"): cmd_train_rl,
     ("train", "long-cot"): cmd_train_long_cot,
+    ("train", "long2short"): cmd_train_long2short,
 }

@@ -1,4 +1,5 @@
-"""Training data: RL prompt sets (problem + verifiable answer) and SFT examples (prompt + response), as JSONL.
+"""Training data: RL prompt sets (problem + verifiable answer), SFT examples (prompt + response) and preference
+pairs (prompt + chosen + rejected), as JSONL.
 
 Bad rows (not JSON, missing or empty fields — MATH train has two empty answers) are reported with file and line
 and skipped; a file with no usable row at all is an error.
@@ -36,6 +37,13 @@ class Problem:
 class SFTExample:
     prompt: str
     response: str
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    prompt: str
+    chosen: str
+    rejected: str
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
@@ -107,12 +115,12 @@ def load_problems(
     return problems
 
 
-def load_sft_examples(path: str | Path) -> list[SFTExample]:
-    """SFT examples: rows with ``prompt`` and ``response`` (the response holds the ``<think>`` reasoning)."""
-    examples, skipped = [], 0
+def _load_text_rows(path: str | Path, fields: tuple[str, ...], what: str) -> list[tuple[str, ...]]:
+    """The ``fields`` of every row that has them all non-empty; bad rows are reported and skipped."""
+    rows, skipped = [], 0
     for number, row, why in _rows(Path(path)):
         if row is not None:
-            missing = [k for k in ("prompt", "response") if _text(row, k) is None]
+            missing = [k for k in fields if _text(row, k) is None]
             if missing:
                 why = f"missing or empty {', '.join(repr(k) for k in missing)}"
         if why:
@@ -120,12 +128,22 @@ def load_sft_examples(path: str | Path) -> list[SFTExample]:
             skipped += 1
             continue
         assert row is not None
-        examples.append(SFTExample(str(row["prompt"]), str(row["response"])))
-    if not examples:
-        raise DataFileError(f"{path}: no usable example ({skipped} rows skipped)")
+        rows.append(tuple(str(row[k]) for k in fields))
+    if not rows:
+        raise DataFileError(f"{path}: no usable {what} ({skipped} rows skipped)")
     if skipped:
-        log.warning("%s: %d rows skipped, %d examples kept", path, skipped, len(examples))
-    return examples
+        log.warning("%s: %d rows skipped, %d %ss kept", path, skipped, len(rows), what)
+    return rows
+
+
+def load_sft_examples(path: str | Path) -> list[SFTExample]:
+    """SFT examples: rows with ``prompt`` and ``response`` (the response holds the ``<think>`` reasoning)."""
+    return [SFTExample(*row) for row in _load_text_rows(path, ("prompt", "response"), "example")]
+
+
+def load_preference_pairs(path: str | Path) -> list[PreferencePair]:
+    """Preference pairs (DPO): rows with ``prompt``, ``chosen`` and ``rejected`` responses."""
+    return [PreferencePair(*row) for row in _load_text_rows(path, ("prompt", "chosen", "rejected"), "pair")]
 
 
 def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:

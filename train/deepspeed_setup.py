@@ -26,6 +26,12 @@ class DeepSpeedConfig(Config):
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = Field(1.0, gt=0)
     micro_batch_size: int = Field(4, ge=1)
+    embedding_lr_scale: float = Field(
+        1.0,
+        gt=0,
+        description="learning-rate factor for the token embeddings: new tokens such as </think> start "
+        "from a mean embedding, and Adam moves a weight by about lr per step, so they learn slowly otherwise",
+    )
 
     def as_dict(self) -> dict[str, Any]:
         """The DeepSpeed JSON config. Gradient accumulation is driven by the trainer (variable batch sizes)."""
@@ -69,7 +75,10 @@ def load_policy(path: str | Path, dtype: torch.dtype = torch.bfloat16) -> tuple[
 def build_engine(model: Any, config: DeepSpeedConfig) -> Any:
     import deepspeed
 
-    engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=config.as_dict())
+    embedding = model.get_input_embeddings().weight
+    rest = [p for p in model.parameters() if p is not embedding]
+    groups = [{"params": rest}, {"params": [embedding], "lr": config.lr * config.embedding_lr_scale}]
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=groups, config=config.as_dict())
     return engine
 
 

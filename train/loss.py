@@ -1,4 +1,4 @@
-"""The policy-optimisation loss of Kimi k1.5: online policy mirror descent (§2.3.2).
+"""The policy-optimisation losses: Kimi k1.5's online policy mirror descent (§2.3.2) and DPO (long2short, §2.4).
 
 At iteration i the objective is max_θ E[r(x, y, y*)] − τ·KL(π_θ(x) ‖ π_θi(x)). With τ·log Z estimated by the mean
 reward r̄ of the k samples of a prompt, the gradient is paper Eq. 3:
@@ -15,6 +15,7 @@ with sequence log-probabilities (sums over the response tokens), π_θi fixed fo
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -59,3 +60,17 @@ def mirror_descent_loss(
         "mean_advantage_abs": advantage.abs().mean().item(),
     }
     return loss, stats
+
+
+def dpo_loss(
+    policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, beta: float
+) -> tuple[Tensor, Tensor]:
+    """Per-pair DPO loss and implicit reward margin, from sequence log-probabilities of the chosen response y_w and
+    the rejected y_l under the policy π_θ and the fixed reference π_ref.
+
+    DPO (Rafailov et al. 2023, Eq. 7):
+        L = −log σ(β·[(log π_θ(y_w|x) − log π_ref(y_w|x)) − (log π_θ(y_l|x) − log π_ref(y_l|x))])
+    The margin is the bracket times β (detached); it is positive when the policy prefers y_w more than π_ref does.
+    """
+    margin = beta * ((policy_chosen - ref_chosen.detach()) - (policy_rejected - ref_rejected.detach()))
+    return -F.logsigmoid(margin), margin.detach()

@@ -39,7 +39,7 @@ from train.loss import mirror_descent_terms
 from train.metrics_log import MetricsLogger
 from train.partial_rollouts import ReplayBuffer, Trajectory, degenerate_repetition
 from train.rewards import length_rewards, task_reward
-from train.rollout import RolloutConfig, RolloutEngine
+from train.rollout import RolloutConfig, RolloutEngine, prompt_ids
 from train.sampling import ProblemSampler
 from train.state import load_state, save_state
 
@@ -148,9 +148,7 @@ class RLTrainer:
 
     def prompt_ids(self, problem: int) -> list[int]:
         if problem not in self._prompt_cache:
-            messages = [{"role": "user", "content": self.problems[problem].text}]
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            self._prompt_cache[problem] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            self._prompt_cache[problem] = prompt_ids(self.tokenizer, self.problems[problem].text)
         return self._prompt_cache[problem]
 
     def _seed(self, iteration: int, t: Trajectory) -> int:

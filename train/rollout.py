@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import Field
@@ -31,6 +32,14 @@ class RolloutConfig(Config):
     repetition_stop: bool = True
     repetition_penalty: float = Field(0.0, ge=0, description="subtracted from the reward of a looping response")
     engine: EngineConfig = EngineConfig()
+
+
+def prompt_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of ``text`` as a user turn in the k15 template, ending with the generation prompt (which opens
+    ``<think>``): the context every k15 rollout and training example starts from."""
+    messages = [{"role": "user", "content": text}]
+    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return tokenizer(rendered, add_special_tokens=False)["input_ids"]
 
 
 @dataclass(frozen=True)

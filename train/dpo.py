@@ -1,0 +1,168 @@
+"""DPO for long2short (§2.4) on DeepSpeed: the shortest correct response of a prompt is preferred to its wrong
+responses and to its correct ones that are much longer. The reference policy is the starting model, whose
+log-probabilities are computed once before the first step (and kept in the resumable state)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field, model_validator
+from torch import Tensor
+
+from k15.checkpoint import Kind
+from train.data import SFTExample, load_preference_pairs, write_jsonl
+from train.distributed import all_gather_objects, barrier, rank
+from train.logprobs import sequence_logprobs
+from train.long2short_samples import SampledMethodConfig, collect_samples, summary
+from train.loss import dpo_loss
+from train.offline import OfflineConfig, OfflineTrainer
+from train.sft import encode_example
+from train.shortest import shortest_correct
+
+Row = dict[str, Any]
+PAIRS_FILE = "pairs.jsonl"
+
+
+def build_pairs(records: list[Row], length_ratio: float = 1.5) -> tuple[list[Row], dict[str, int]]:
+    """Preference pairs from sample records: per prompt, chosen = the shortest correct response (the first of
+    equals); rejected = each wrong response ("wrong") and each other correct one with at least ``length_ratio`` ×
+    the chosen's tokens ("long_correct"). Counts: pairs per rule, and prompts with no correct response."""
+    if length_ratio < 1:
+        raise ValueError(f"length_ratio must be at least 1, got {length_ratio}")
+    pairs: list[Row] = []
+    counts = {"wrong": 0, "long_correct": 0, "no_correct": 0}
+    for record in records:
+        chosen = shortest_correct(record["samples"])
+        if chosen is None:
+            counts["no_correct"] += 1
+            continue
+        for sample in record["samples"]:
+            if not sample["correct"]:
+                rule = "wrong"
+            elif sample is not chosen and sample["tokens"] >= length_ratio * chosen["tokens"]:
+                rule = "long_correct"
+            else:
+                continue
+            counts[rule] += 1
+            pairs.append({"id": record["id"], "prompt": record["prompt"], "chosen": chosen["text"],
+                          "rejected": sample["text"], "rule": rule})  # fmt: skip
+    return pairs, counts
+
+
+class DPOConfig(OfflineConfig):
+    """DPO training settings; ``batch_size`` and ``deepspeed.micro_batch_size`` count pairs (two sequences each)."""
+
+    data: str = Field(description="JSONL of prompt / chosen / rejected rows")
+    name: str = "long2short-dpo"
+    kind: Kind = Kind.long2short
+    method: str = "dpo"
+    beta: float = Field(0.1, gt=0, description="β of the DPO loss: the strength of the tie to the reference")
+
+
+class DPOTrainer(OfflineTrainer):
+    cfg: DPOConfig
+
+    def __init__(self, config: DPOConfig) -> None:
+        self.pairs = load_preference_pairs(config.data)  # bad data fails here, before any engine starts
+        super().__init__(config)
+
+    def encode(self) -> int:
+        length = self.cfg.max_length
+        self.encoded = [
+            (encode_example(self.tokenizer, SFTExample(p.prompt, p.chosen), length),
+             encode_example(self.tokenizer, SFTExample(p.prompt, p.rejected), length))
+            for p in self.pairs
+        ]  # fmt: skip
+        return len(self.encoded)
+
+    def restore(self, shared: dict[str, Any] | None) -> None:
+        self.reference = shared["reference"] if shared else self.reference_logprobs()
+
+    def shared_state(self) -> dict[str, Any]:
+        return {"reference": self.reference}
+
+    def logprobs(self, model: Any, batch: list[int]) -> tuple[Tensor, Tensor]:
+        """Sequence log-probs of the chosen and of the rejected responses of ``batch``, in one forward pass (an
+        empty batch runs one pad sequence, so that every rank makes the same passes)."""
+        sequences = [self.encoded[i][0] for i in batch] + [self.encoded[i][1] for i in batch]
+        sequences = sequences or [([self.tokenizer.pad_token_id] * 2, [0, 0])]
+        logp, _, _ = sequence_logprobs(model, [s[0] for s in sequences], [s[1] for s in sequences],
+                                       self.tokenizer.pad_token_id)  # fmt: skip
+        return logp[: len(batch)], logp[len(batch) : 2 * len(batch)]
+
+    def reference_logprobs(self) -> list[list[float]]:
+        """[log π_ref(chosen), log π_ref(rejected)] of every pair under the starting model (ranks share the work)."""
+        self.engine.module.eval()
+        mine: dict[int, list[float]] = {}
+        with torch.no_grad():
+            for batch in self.micro_batches(list(range(self.rank, self.size, self.world))):
+                chosen, rejected = self.logprobs(self.engine.module, batch)
+                mine.update({i: [c, r] for i, c, r in zip(batch, chosen.tolist(), rejected.tolist(), strict=True)})
+        self.engine.module.train()
+        merged = {i: v for part in all_gather_objects(mine) for i, v in part.items()}
+        return [merged[i] for i in range(self.size)]
+
+    def train_step(self, step: int) -> dict[str, float]:
+        started = time.perf_counter()
+        mine = self.batch_indices(step)[self.rank :: self.world]
+        total = max(1, sum(all_gather_objects(len(mine))))
+        batches = self.micro_batches(mine)
+        sums = {"loss": 0.0, "margin": 0.0, "right": 0.0}
+        for m, batch in enumerate(batches):
+            self.engine.set_gradient_accumulation_boundary(m == len(batches) - 1)
+            chosen, rejected = self.logprobs(self.engine, batch)
+            ref = torch.tensor([self.reference[i] for i in batch], dtype=chosen.dtype, device=chosen.device)
+            ref = ref.reshape(len(batch), 2)
+            losses, margins = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], self.cfg.beta)
+            # the mean over the global batch; DeepSpeed averages gradients over ranks, hence the world-size factor
+            self.engine.backward(losses.sum() * self.world / total, scale_wrt_gas=False)
+            self.engine.step()
+            sums["loss"] += float(losses.detach().sum())
+            sums["margin"] += float(margins.sum())
+            sums["right"] += float((margins > 0).sum())
+        gathered = all_gather_objects(sums)
+        return {
+            "loss": sum(s["loss"] for s in gathered) / total,
+            "reward_margin": sum(s["margin"] for s in gathered) / total,
+            "reward_accuracy": sum(s["right"] for s in gathered) / total,
+            "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
+            "lr": float(self.engine.get_lr()[0]),
+            "step_s": time.perf_counter() - started,
+        }
+
+
+class Long2ShortDPOConfig(SampledMethodConfig):
+    name: str = "long2short-dpo"
+    length_ratio: float = Field(1.5, ge=1, description="a correct response this many times the chosen's length "
+                                "(in tokens) or longer is rejected")  # fmt: skip
+    dpo: dict[str, Any] = Field(default_factory=dict, description="DPOConfig keys of the training (model, data, "
+                                "name, output_dir, kind and method are set from this config)")  # fmt: skip
+
+    def dpo_config(self) -> DPOConfig:
+        fixed = {"model": self.model, "data": str(self.run_dir() / PAIRS_FILE), "name": self.name,
+                 "output_dir": str(self.run_dir()), "kind": Kind.long2short, "method": "dpo"}  # fmt: skip
+        return self.trainer_config(DPOConfig, "dpo", fixed)
+
+    @model_validator(mode="after")
+    def _dpo_valid(self) -> Long2ShortDPOConfig:
+        self.dpo_config()  # a bad DPO setting fails here, before any sampling
+        return self
+
+
+def run(cfg: Long2ShortDPOConfig) -> Path:
+    """Sample (unless done), build the preference pairs, train with DPO; returns the final checkpoint."""
+    records = collect_samples(cfg)
+    pairs, counts = build_pairs(records, cfg.length_ratio)
+    if not pairs:
+        raise ValueError(f"no preference pair from the samples in {cfg.run_dir()} ({counts['no_correct']} prompts "
+                         "without a correct response): nothing to train on")  # fmt: skip
+    dpo = cfg.dpo_config()
+    if rank() == 0:
+        write_jsonl(dpo.data, pairs)
+        print(f"long2short dpo: {summary(records)}; {len(pairs)} pairs ({counts['wrong']} wrong, "
+              f"{counts['long_correct']} long correct rejected) in {dpo.data}", flush=True)  # fmt: skip
+    barrier()
+    return DPOTrainer(dpo).train()

@@ -1,0 +1,162 @@
+"""Sampling for the shortest and DPO long2short methods (§2.4): n responses per prompt from the long-CoT checkpoint
+with vLLM, each graded by the shared verifier. One JSONL record per prompt, appended as it finishes (with the
+:class:`train.warmup.Journal` progress file beside it), so a killed run resumes with the prompts not yet done:
+
+    {"id", "prompt", "gold", "task", "samples": [{"text", "tokens", "correct", "finish_reason"}]}
+
+``tokens`` is the response length in tokens, the length both methods compare.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+from tqdm import tqdm
+
+from k15 import paths
+from k15.config import Config
+from k15.engine import EngineConfig
+from k15.models import resolve_model
+from train.data import Problem, load_problems
+from train.distributed import init_distributed, rank, world_size
+from train.rewards import task_reward
+from train.rl import PromptDataConfig
+from train.rollout import RolloutEngine, Segment, prompt_ids
+from train.warmup import Journal
+
+Row = dict[str, Any]
+C = TypeVar("C", bound=Config)
+SAMPLES_FILE = "samples.jsonl"
+
+
+class SampleConfig(Config):
+    """How the long-CoT model is sampled."""
+
+    n: int = Field(8, ge=1, description="responses per prompt")
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(1024, ge=1)
+    prompts_per_call: int = Field(32, ge=1, description="prompts per vLLM call; their records are written after it")
+    seed: int = 0
+    engine: EngineConfig = EngineConfig()
+
+    @model_validator(mode="after")
+    def _fits(self) -> SampleConfig:
+        if self.max_tokens >= self.engine.max_model_len:
+            raise ValueError(f"sampling.max_tokens ({self.max_tokens}) must be below "
+                             f"sampling.engine.max_model_len ({self.engine.max_model_len})")  # fmt: skip
+        return self
+
+
+class SampledMethodConfig(Config):
+    """What the shortest and DPO methods share: the long-CoT model, the prompts and the sampling."""
+
+    model: str | None = Field(None, description="the long-CoT checkpoint: sampled from, then trained")
+    data: PromptDataConfig
+    name: str
+    output_dir: str | None = Field(None, description="default: $K15_RUNS/<name>; holds samples.jsonl and the run")
+    sampling: SampleConfig = SampleConfig()
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir).expanduser() if self.output_dir else paths.runs_dir() / self.name
+
+    def trainer_config(self, cls: type[C], section: str, fixed: dict[str, Any]) -> C:
+        """The trainer's config: the keys of field ``section`` plus ``fixed``; an error names ``section.key``."""
+        try:
+            return cls.model_validate({**getattr(self, section), **fixed})
+        except ValidationError as exc:
+            errors = [f"{section}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise ValueError("; ".join(errors)) from None
+
+
+def load_tokenizer(model: Path) -> Any:
+    """The checkpoint's tokenizer with the k15 template; ValueError when the model has no room for its tokens."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from k15.chat import apply_k15_template
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    apply_k15_template(tokenizer)
+    vocab = AutoConfig.from_pretrained(model).vocab_size
+    if len(tokenizer) > vocab:
+        raise ValueError(f"{model}: {len(tokenizer)} tokens with the k15 think tokens, but the model has {vocab} "
+                         "embeddings; use a k15 long-CoT checkpoint")  # fmt: skip
+    return tokenizer
+
+
+def graded_sample(tokenizer: Any, problem: Problem, segment: Segment) -> Row:
+    """One response as recorded: its text, length, the shared grader's verdict and why generation stopped."""
+    text = tokenizer.decode(segment.token_ids, skip_special_tokens=True)
+    correct = task_reward(problem.task, text, problem.record, finish_reason=segment.finish_reason).correct
+    return {"text": text, "tokens": len(segment.token_ids), "correct": correct, "finish_reason": segment.finish_reason}
+
+
+def sample_responses(model: str | None, problems: list[Problem], out: Path, cfg: SampleConfig) -> None:
+    """Sample and grade ``cfg.n`` responses for each problem that ``out`` has no record of yet."""
+    journal = Journal(out)
+    todo = [(i, p) for i, p in enumerate(problems) if p.id not in journal.done]
+    if not todo:
+        print(f"long2short: {out} has the samples of every prompt; sampling skipped", flush=True)
+        return
+    model_path = resolve_model(model)
+    tokenizer = load_tokenizer(model_path)
+    engine = RolloutEngine(model_path, cfg.engine)
+    try:
+        with tqdm(total=len(problems), initial=len(problems) - len(todo), unit="prompt", desc="long2short samples",
+                  dynamic_ncols=True) as bar:  # fmt: skip
+            for start in range(0, len(todo), cfg.prompts_per_call):
+                chunk = todo[start : start + cfg.prompts_per_call]
+                contexts = [prompt_ids(tokenizer, p.text) for _, p in chunk]
+                segments = engine.generate(
+                    [c for c in contexts for _ in range(cfg.n)], [cfg.max_tokens] * (len(chunk) * cfg.n),
+                    cfg.temperature, cfg.top_p,
+                    [(cfg.seed * 1_000_003 + i * cfg.n + j) % 2**31 for i, _ in chunk for j in range(cfg.n)],
+                )  # fmt: skip
+                for k, (_, problem) in enumerate(chunk):
+                    samples = [graded_sample(tokenizer, problem, s) for s in segments[k * cfg.n : (k + 1) * cfg.n]]
+                    record = {"prompt": problem.text, "gold": problem.record["answer"], "task": problem.task,
+                              "samples": samples}  # fmt: skip
+                    journal.record(problem.id, [record], {"correct": sum(s["correct"] for s in samples)})
+                    bar.update()
+    finally:
+        engine.close()
+
+
+def read_records(path: Path) -> list[Row]:
+    """The records of a samples file."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def collect_samples(cfg: SampledMethodConfig) -> list[Row]:
+    """The record of every prompt of ``cfg.data``, in order, from ``<run dir>/samples.jsonl``; missing ones are
+    sampled first, by the first rank while the others wait (skipped when the file is complete)."""
+    data = cfg.data
+    problems = load_problems(data.path, data.task, data.prompt_template, data.problem_field, data.answer_field)
+    ids = [p.id for p in problems]
+    duplicate, count = Counter(ids).most_common(1)[0]
+    if count > 1:
+        raise ValueError(f"{data.path}: problem id {duplicate!r} occurs {count} times; ids key the samples file")
+    out = cfg.run_dir() / SAMPLES_FILE
+    init_distributed()
+    if rank() == 0:
+        sample_responses(cfg.model, problems, out, cfg.sampling)
+    if world_size() > 1:  # sampling may outlast the default process-group timeout
+        import torch.distributed as dist
+
+        dist.barrier(group=dist.new_group(backend="gloo", timeout=timedelta(days=1)))
+    by_id = {str(r["id"]): r for r in read_records(out)}
+    return [by_id[i] for i in ids]
+
+
+def summary(records: list[Row]) -> str:
+    """Samples, correct ones and prompts with at least one correct response, as one line."""
+    samples = [s for r in records for s in r["samples"]]
+    correct = sum(s["correct"] for s in samples)
+    solved = sum(any(s["correct"] for s in r["samples"]) for r in records)
+    return (f"{len(records)} prompts, {len(samples)} samples, {correct} correct; "
+            f"{solved} prompts with a correct response")  # fmt: skip
