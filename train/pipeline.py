@@ -111,6 +111,31 @@ def evaluate(checkpoint: Path, cfg: LongCoTPipelineConfig, out: Path) -> dict[st
     }
 
 
+def plot_curve(run_dir: Path, out: Path) -> Path:
+    """The RL curve: training accuracy, reward and mean response length per iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from train.metrics_log import read_metrics
+
+    rows = read_metrics(run_dir)
+    steps = [r["step"] for r in rows]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    top.plot(steps, [r["accuracy"] for r in rows], marker="o", label="accuracy (rollouts)")
+    top.plot(steps, [r["reward"] for r in rows], marker=".", label="reward (with length reward)")
+    top.set_ylabel("per iteration")
+    top.legend()
+    bottom.plot(steps, [r["response_len_mean"] for r in rows], marker="o", color="tab:green")
+    bottom.set_ylabel("response tokens")
+    bottom.set_xlabel("RL iteration")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def run(cfg: LongCoTPipelineConfig) -> dict[str, Any]:
     from train.demo_task import make_splits
 
@@ -127,6 +152,7 @@ def run(cfg: LongCoTPipelineConfig) -> dict[str, Any]:
     report["gain"] = report["rl"]["accuracy"] - report["warmup"]["accuracy"]
     report["noise"] = max(report["rl"]["noise_std"], report["warmup"]["noise_std"])
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_curve(rl_final.parent, run_dir / "rl-curve.png")
     w, r = report["warmup"], report["rl"]
     print(f"held-out accuracy: warm-up {w['accuracy']:.1%} ({w['mean_tokens']:.0f} tokens) → RL {r['accuracy']:.1%} "
           f"({r['mean_tokens']:.0f} tokens); gain {report['gain']:+.1%}, eval noise (std over sample runs) "
