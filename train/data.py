@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,32 @@ def _difficulty(row: dict[str, Any]) -> float | None:
     return None
 
 
+def _usable_rows(
+    path: str | Path, fields: tuple[str, ...], what: str, check: Callable[[dict[str, Any]], str | None] | None = None
+) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of every row whose ``fields`` are all non-empty and that ``check`` does not reject
+    (it returns why); bad rows are reported with file and line and skipped."""
+    rows, skipped = [], 0
+    for number, row, why in _rows(Path(path)):
+        if row is not None:
+            missing = [k for k in fields if _text(row, k) is None]
+            if missing:
+                why = f"missing or empty {', '.join(repr(k) for k in missing)}"
+            elif check is not None:
+                why = check(row) or ""
+        if why:
+            log.warning("%s:%d: skipped: %s", path, number, why)
+            skipped += 1
+            continue
+        assert row is not None
+        rows.append((number, row))
+    if not rows:
+        raise DataFileError(f"{path}: no usable {what} ({skipped} rows skipped)")
+    if skipped:
+        log.warning("%s: %d rows skipped, %d %ss kept", path, skipped, len(rows), what)
+    return rows
+
+
 def load_problems(
     path: str | Path,
     task: str = "math",
@@ -90,50 +116,22 @@ def load_problems(
     """Problems of a JSONL file. A row may name its grader in ``task``; ``{problem}`` in the template is its text."""
     from evalsuite.grading import GRADERS
 
-    problems, skipped = [], 0
-    for number, row, why in _rows(Path(path)):
-        if row is not None:
-            missing = [k for k in (problem_field, answer_field) if _text(row, k) is None]
-            row_task = str(row.get("task") or task)
-            if missing:
-                why = f"missing or empty {', '.join(repr(k) for k in missing)}"
-            elif row_task not in GRADERS:
-                why = f"unknown task {row_task!r} (graders: {', '.join(sorted(GRADERS))})"
-        if why:
-            log.warning("%s:%d: skipped: %s", path, number, why)
-            skipped += 1
-            continue
-        assert row is not None
+    def known_task(row: dict[str, Any]) -> str | None:
+        row_task = str(row.get("task") or task)
+        return None if row_task in GRADERS else f"unknown task {row_task!r} (graders: {', '.join(sorted(GRADERS))})"
+
+    problems = []
+    for number, row in _usable_rows(path, (problem_field, answer_field), "problem", known_task):
         text = prompt_template.format(problem=row[problem_field])
         record = dict(row, answer=str(row[answer_field]))
-        problems.append(Problem(str(row.get("id", row.get("unique_id", number))), text, row_task, record,
-                                _difficulty(row)))  # fmt: skip
-    if not problems:
-        raise DataFileError(f"{path}: no usable problem ({skipped} rows skipped)")
-    if skipped:
-        log.warning("%s: %d rows skipped, %d problems kept", path, skipped, len(problems))
+        problems.append(Problem(str(row.get("id", row.get("unique_id", number))), text, str(row.get("task") or task),
+                                record, _difficulty(row)))  # fmt: skip
     return problems
 
 
 def _load_text_rows(path: str | Path, fields: tuple[str, ...], what: str) -> list[tuple[str, ...]]:
-    """The ``fields`` of every row that has them all non-empty; bad rows are reported and skipped."""
-    rows, skipped = [], 0
-    for number, row, why in _rows(Path(path)):
-        if row is not None:
-            missing = [k for k in fields if _text(row, k) is None]
-            if missing:
-                why = f"missing or empty {', '.join(repr(k) for k in missing)}"
-        if why:
-            log.warning("%s:%d: skipped: %s", path, number, why)
-            skipped += 1
-            continue
-        assert row is not None
-        rows.append(tuple(str(row[k]) for k in fields))
-    if not rows:
-        raise DataFileError(f"{path}: no usable {what} ({skipped} rows skipped)")
-    if skipped:
-        log.warning("%s: %d rows skipped, %d %ss kept", path, skipped, len(rows), what)
-    return rows
+    """The ``fields`` of every usable row, as strings."""
+    return [tuple(str(row[k]) for k in fields) for _, row in _usable_rows(path, fields, what)]
 
 
 def load_sft_examples(path: str | Path) -> list[SFTExample]:
