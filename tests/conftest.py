@@ -154,6 +154,18 @@ def tiny_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def default_stack(default_model: Path):
+    """``k15 serve`` on the embedded default model (one engine for both names), for the cancellation tests.
+
+    Not the tiny model: on 2 cores its engine outruns vLLM's own HTTP front end (4000 tokens done while the client
+    has read a few hundred), so an abort arrives after the generation ended. The default model generates
+    ~60 tokens/s here, slower than the streams are read, as real models do."""
+    server = ServeProcess(engine_flags(max_model_len=4096))
+    yield server
+    assert server.stop() == 0
+
+
+@pytest.fixture(scope="session")
 def vlm_stack(default_model: Path, tmp_path_factory: pytest.TempPathFactory):
     """``k15 serve`` on a tiny random Idefics3 VLM (tests/vlm.py) under every name; 127.0.0.1 image host allowed."""
     from tests.vlm import build_tiny_vlm

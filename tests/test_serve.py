@@ -198,13 +198,14 @@ def _vllm_metric(stack: ServeProcess, name: str, metric: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(metric))
 
 
-def test_client_disconnect_cancels_generation_upstream(stack: ServeProcess) -> None:
-    # 4000 tokens take the tiny model 8–25 s depending on load; after a disconnect a few events in, the generation
+def test_client_disconnect_cancels_generation_upstream(default_stack: ServeProcess) -> None:
+    # 4000 tokens take the default model over a minute here; after a disconnect a few events in, the generation
     # must stop far short of that (an abort that never happens runs all 4000).
+    stack = default_stack
     before = _vllm_metric(stack, "k15-short", "vllm:generation_tokens_total")
     body = {"model": "k15-short", "messages": [{"role": "user", "content": "x"}], "max_tokens": 4000,
             "ignore_eos": True, "stream": True}  # fmt: skip
-    with httpx.stream("POST", f"{stack.base_url}/chat/completions", json=body, headers=stack.headers, timeout=60) as r:
+    with httpx.stream("POST", f"{stack.base_url}/chat/completions", json=body, timeout=60) as r:
         for i, _ in enumerate(r.iter_lines()):
             if i == 5:
                 break
@@ -213,7 +214,7 @@ def test_client_disconnect_cancels_generation_upstream(stack: ServeProcess) -> N
         time.sleep(0.1)
     assert _vllm_metric(stack, "k15-short", "vllm:num_requests_running") == 0
     generated = _vllm_metric(stack, "k15-short", "vllm:generation_tokens_total") - before
-    assert generated < 3000, f"the abandoned generation ran on ({generated:.0f} of 4000 tokens)"
+    assert generated < 1000, f"the abandoned generation ran on ({generated:.0f} of 4000 tokens)"
 
 
 def test_metrics_count_requests_tokens_and_errors(stack: ServeProcess) -> None:

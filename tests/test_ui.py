@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, SHARED_DATA, TEST_KEY, ServeProcess, engine_flags
+from tests.conftest import REPO, SHARED_DATA, TEST_KEY, ServeProcess
 
 pytestmark = pytest.mark.vllm
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -150,24 +150,13 @@ def test_chat_tab_multi_turn(browser, ui_url: str) -> None:
     page.close()
 
 
-@pytest.fixture(scope="module")
-def fresh_stack(tiny_model: Path) -> Iterator[ServeProcess]:
-    """A stack of its own: after the rest of the suite, the shared stack once failed to abort (see the note in
-    docs/serve.md, "Known issue"), which this test must not depend on."""
-    server = ServeProcess(
-        ["--long", str(tiny_model), "--short", str(tiny_model), *engine_flags(max_model_len=4096)]
-    )  # fmt: skip
-    yield server
-    assert server.stop() == 0
-
-
-def test_stop_cancels_the_generation_upstream(fresh_stack: ServeProcess) -> None:
+def test_stop_cancels_the_generation_upstream(default_stack: ServeProcess) -> None:
     """What the Stop button does (Gradio closes the event's generator): the streams close and vLLM aborts."""
     from ui.app import App
     from ui.streaming import Turn
 
-    app = App(fresh_stack.base_url, None, [], None)
-    health = httpx.get(f"http://127.0.0.1:{fresh_stack.port}/health").json()["models"]["k15-short"]["url"]
+    app = App(default_stack.base_url, None, [], None)
+    health = httpx.get(f"http://127.0.0.1:{default_stack.port}/health").json()["models"]["k15-short"]["url"]
 
     def metric(name: str) -> float:
         text = httpx.get(f"{health}/metrics").text
@@ -184,7 +173,8 @@ def test_stop_cancels_the_generation_upstream(fresh_stack: ServeProcess) -> None
     while metric("vllm:num_requests_running") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert metric("vllm:num_requests_running") == 0
-    assert metric("vllm:generation_tokens_total") - before < 3000, "Stop must abort the generation (4000 tokens)"
+    generated = metric("vllm:generation_tokens_total") - before
+    assert generated < 1000, f"Stop must abort the generation ({generated:.0f} of 4000 tokens ran)"
 
 
 def test_unreachable_server_is_a_message_not_a_traceback() -> None:
