@@ -29,8 +29,11 @@ endif
 	  || command -v chromium >/dev/null || echo "k15: warning: install Debian's chromium for the UI browser tests"
 	@touch $@
 
+# Local copies of AIME / MATH-500 for the demo's evaluations (else K15_DATA_DIR, else the Hugging Face hub).
+DATA_DIR ?= $(firstword $(wildcard ../shared/data))
+
 demo: install
-	$(VENV)/bin/k15 demo --config configs/demo.yaml
+	$(VENV)/bin/k15 demo --config configs/demo.yaml $(if $(DATA_DIR),--set eval_data_dir=$(abspath $(DATA_DIR)))
 
 lint: install
 	$(VENV)/bin/ruff check .

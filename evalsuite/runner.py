@@ -39,8 +39,11 @@ class EvalConfig(Config):
     model_path: str | None = Field(None, description="checkpoint for --backend vllm")
     samples: int = Field(1, ge=1, description="samples per problem; pass@1 is their mean")
     limit: int | None = Field(None, ge=1, description="first N problems of each task")
+    task_limits: dict[str, int] = Field(default_factory=dict, description="per task: first N problems (over limit)")
     out: str | None = None
     data_dir: str | None = None
+    task_data_dirs: dict[str, str] = Field(default_factory=dict, description="per task: its data directory (over "
+                                           "data_dir), e.g. a run's generated demo task")  # fmt: skip
     temperature: float = Field(0.6, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens_long: int = Field(4096, gt=0)
@@ -224,7 +227,9 @@ def run(cfg: EvalConfig) -> Path:
     out = Path(cfg.out or f"evals/{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
     (out / "samples").mkdir(parents=True, exist_ok=True)
     data_dir = Path(cfg.data_dir) if cfg.data_dir else None
-    items = {task.name: task.items(data_dir, cfg.limit) for task in tasks}
+    dirs = {task.name: Path(cfg.task_data_dirs[task.name]) if task.name in cfg.task_data_dirs else data_dir
+            for task in tasks}  # fmt: skip
+    items = {task.name: task.items(dirs[task.name], cfg.task_limits.get(task.name, cfg.limit)) for task in tasks}
     runner = Runner(cfg, out)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     if cfg.backend == "vllm":
@@ -246,8 +251,9 @@ def run(cfg: EvalConfig) -> Path:
         "tasks": cfg.tasks, "models": [f"{t.name} ({t.mode})" for t in targets], "samples": cfg.samples,
         "sampling": {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens_long": cfg.max_tokens_long,
                      "max_tokens_short": cfg.max_tokens_short, "seed": cfg.seed},
-        "wall_s": round(sum(runner.state.values()), 1), "limit": cfg.limit, "endpoint": where,
-        "data": str(data_dir) if data_dir else "Hugging Face hub", "started": started,
+        "wall_s": round(sum(runner.state.values()), 1), "limit": cfg.limit, "task_limits": cfg.task_limits,
+        "endpoint": where,
+        "data": {name: str(d) if d else "Hugging Face hub" for name, d in dirs.items()}, "started": started,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"), "k15": __version__,
     }  # fmt: skip
     results = runner.summarise(tasks, targets, run_info)

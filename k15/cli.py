@@ -1,4 +1,4 @@
-"""``k15``: the umbrella command (models, train, data, serve, ui, demo)."""
+"""``k15``: the umbrella command (models, train, data, serve, ui, report, demo)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,26 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return run(load_config(UIConfig, args.config, overrides))
 
 
+def cmd_report_long2short(args: argparse.Namespace) -> int:
+    import json
+
+    from evalsuite import efficiency
+    from k15.config import load_config
+
+    overrides = [f"run_dir={json.dumps(args.run_dir)}", *args.overrides]
+    for key in ("long", "data_dir"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={json.dumps(getattr(args, key))}")
+    cfg = load_config(efficiency.EfficiencyConfig, args.config, overrides)
+    report = efficiency.run(cfg)
+    print(efficiency.table(report))
+    print(
+        f"best long2short method: {report['best']} "
+        f"({'meets' if report['best'] in report['met_by'] else 'misses'} the target); report in {cfg.out_dir()}"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from k15 import demo
     from k15.config import load_config
@@ -123,7 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub, _config_args)
     add_data_parser(sub)
 
-    demo = sub.add_parser("demo", help="the main job: one real chat completion from the embedded default")
+    report = sub.add_parser("report", help="reports over trained checkpoints")
+    report_sub = report.add_subparsers(dest="report_command", required=True)
+    long2short = report_sub.add_parser("long2short", help="token efficiency (§2.4, Figure 7): the long-CoT model "
+                                       "against every long2short checkpoint under RUN_DIR")  # fmt: skip
+    long2short.add_argument("run_dir", metavar="RUN_DIR")
+    long2short.add_argument("--long", metavar="PATH", help="the long-CoT model (default: the long2short ones' base)")
+    long2short.add_argument("--data-dir", metavar="DIR", help="local copies of MATH-500 etc. (or K15_DATA_DIR)")
+    _config_args(long2short)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the main job: the whole recipe at demo scale (SFT → RL → long2short → "
+        "report → serve → evalsuite → ui), resumable",
+    )
     _config_args(demo)
     return parser
 
@@ -133,6 +166,7 @@ COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
     ("models", "list"): cmd_models_list,
     ("serve",): cmd_serve,
     ("ui",): cmd_ui,
+    ("report", "long2short"): cmd_report_long2short,
     ("demo",): cmd_demo,
 }
 
@@ -142,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from train.data_cli import DATA_COMMANDS
 
     args = build_parser().parse_args(argv)
-    second = {"models": "models_command", "train": "train_command", "data": "data_command"}.get(args.command)
+    second = {"models": "models_command", "train": "train_command", "data": "data_command",
+              "report": "report_command"}.get(args.command)  # fmt: skip
     key = (args.command, getattr(args, second)) if second else (args.command,)
     return run_handled("k15", lambda: {**COMMANDS, **TRAIN_COMMANDS, **DATA_COMMANDS}[key](args))
 

@@ -1,59 +1,119 @@
-"""The main job of ``make demo``: the embedded default answering one chat completion through real vLLM."""
+"""The main job of ``make demo``: the whole recipe at demo scale on the embedded default, resumable stage by stage.
+
+demo data → warm-up SFT → long-CoT RL → held-out comparison → long2short methods → token-efficiency report (picks
+the best method) → ``k15 serve`` of the RL checkpoint (long) and the best long2short one (short) → ``evalsuite run``
+on small slices → tables printed → ``k15 ui`` on the same endpoint. Every stage reuses its cached output on a rerun.
+"""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
 from k15.config import Config
-from k15.models import prepare_default
 from serve.config import ServeConfig
-from serve.stack import ServingStack
+from train.pipeline import LongCoTPipelineConfig
 
 
-class DemoConfig(Config):
-    question: str = "What is the capital of France? Answer in one sentence."
-    max_tokens: int = Field(96, gt=0)
-    temperature: float = Field(0.0, ge=0)
-    serve: ServeConfig = Field(default_factory=ServeConfig)
+class FinalEvalConfig(Config):
+    """``evalsuite run`` against the served pair: task → first N problems (tasks without data are skipped)."""
+
+    tasks: dict[str, int] = Field(default_factory=lambda: {"aime": 5, "math500": 10, "arith": 30})
+    samples: int = Field(1, ge=1)
+    max_tokens_long: int = Field(384, gt=0)
+    max_tokens_short: int = Field(384, gt=0)
+
+
+class DemoConfig(LongCoTPipelineConfig):
+    name: str = "demo"
+    eval_data_dir: str | None = Field(None, description="local copies of AIME / MATH-500 (default: K15_DATA_DIR, "
+                                      "else the hub)")  # fmt: skip
+    report: dict[str, Any] = Field(default_factory=dict, description="EfficiencyConfig keys of the long2short report")
+    final_eval: FinalEvalConfig = FinalEvalConfig()
+    serve: ServeConfig = Field(default_factory=lambda: ServeConfig(port=0))
+    ui: bool = Field(True, description="start the UI at the end and wait for Ctrl-C")
+    ui_port: int = Field(7860, ge=0, le=65535)
+
+
+class Stages:
+    """Times the demo's stages; the table is printed at the end and kept in ``timings.json``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        print(f"\n== k15 demo: {name}", flush=True)
+        start = time.monotonic()
+        yield
+        self.seconds[name] = round(time.monotonic() - start, 1)
+        print(f"== k15 demo: {name}: {self.seconds[name]:.0f} s", flush=True)
+
+    def split(self, name: str, parts: dict[str, float]) -> None:
+        """Replace stage ``name`` by its timed ``parts`` (the rest of its time kept as ``name``)."""
+        rest = self.seconds.pop(name) - sum(parts.values())
+        self.seconds = {**{k: round(v, 1) for k, v in parts.items()}, "demo data, setup": round(rest, 1),
+                        **self.seconds}  # fmt: skip
+
+    def table(self) -> str:
+        rows = [f"| {name} | {seconds / 60:.1f} min |" for name, seconds in self.seconds.items()]
+        total = sum(self.seconds.values()) / 60
+        return "\n".join(["| stage | wall time |", "|---|--:|", *rows, f"| total | {total:.1f} min |"]) + "\n"
 
 
 def run(cfg: DemoConfig) -> int:
-    from openai import OpenAI
+    from evalsuite import efficiency
+    from evalsuite.runner import EvalConfig
+    from evalsuite.runner import run as run_eval
+    from evalsuite.tasks import available_tasks
+    from serve.stack import ServingStack
+    from train import pipeline
 
-    start = time.monotonic()
-    model_dir = prepare_default()
-    print(f"model      {model_dir}  (ready in {time.monotonic() - start:.1f} s)", flush=True)
-    cfg.serve.port = 0
-    up = time.monotonic()
-    with ServingStack(cfg.serve, log=lambda line: None) as stack:
-        print(f"engine     vLLM OpenAI server behind {stack.base_url} (up in {time.monotonic() - up:.1f} s)")
-        client = OpenAI(base_url=stack.base_url, api_key=cfg.serve.api_key or "unused")
-        sent = time.monotonic()
-        first_token: float | None = None
-        parts: list[str] = []
-        usage = None
-        stream = client.chat.completions.create(
-            model=cfg.serve.names.auto,
-            messages=[{"role": "user", "content": cfg.question}],
-            max_tokens=cfg.max_tokens,
-            temperature=cfg.temperature,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        for chunk in stream:
-            if chunk.usage:
-                usage = chunk.usage
-            for choice in chunk.choices:
-                if choice.delta.content:
-                    first_token = first_token or time.monotonic()
-                    parts.append(choice.delta.content)
-        total = time.monotonic() - sent
-    print(f"question   {cfg.question}")
-    print(f"answer     {''.join(parts).strip()}")
-    if usage:
-        print(f"tokens     {usage.prompt_tokens} prompt + {usage.completion_tokens} completion")
-    ttft = f"{first_token - sent:.2f} s" if first_token else "n/a"
-    print(f"seconds    {total:.2f} total, first token after {ttft}", flush=True)
-    return 0 if parts else 1
+    stages = Stages()
+    run_dir = cfg.run_dir()
+    with stages("long-CoT: demo data, warm-up SFT, RL, held-out comparison"):
+        long_cot = pipeline.run(cfg)
+    stages.split("long-CoT: demo data, warm-up SFT, RL, held-out comparison", long_cot["seconds"])
+    rl_final = run_dir / "rl" / "final"
+    with stages(f"long2short: {', '.join(cfg.long2short.methods)}"):
+        pipeline.run_long2short(cfg)
+    with stages("token-efficiency report"):
+        fixed = {"run_dir": str(run_dir), "long": str(rl_final), "data_dir": cfg.eval_data_dir,
+                 "demo_data": str(cfg.data_dir())}  # fmt: skip
+        report_cfg = efficiency.EfficiencyConfig.model_validate({**cfg.report, **fixed})
+        report = efficiency.run(report_cfg)
+    best = Path(report["checkpoints"][report["best"]])
+    print(efficiency.table(report))
+    serve = cfg.serve.model_copy(update={"long": str(rl_final), "short": str(best)})
+    with ServingStack(serve) as stack:
+        with stages(f"serve (long: RL, short: {report['best']}) and evalsuite"):
+            f = cfg.final_eval
+            tasks = available_tasks(f.tasks, cfg.eval_data_dir, {"arith": str(cfg.data_dir())})
+            eval_cfg = EvalConfig(
+                tasks=list(tasks), endpoint=stack.base_url, api_key=serve.api_key, task_limits=tasks,
+                samples=f.samples, data_dir=cfg.eval_data_dir, task_data_dirs={"arith": str(cfg.data_dir())},
+                max_tokens_long=f.max_tokens_long, max_tokens_short=f.max_tokens_short, out=str(run_dir / "evals"),
+            )  # fmt: skip
+            evals = run_eval(eval_cfg)
+        w, r = long_cot["warmup"], long_cot["rl"]
+        print(f"\nheld-out demo task: warm-up {w['accuracy']:.1%} → RL {r['accuracy']:.1%} "
+              f"(eval noise {long_cot['noise']:.1%}); long2short best: {report['best']}")  # fmt: skip
+        print(f"\n{stages.table()}")
+        (run_dir / "timings.json").write_text(json.dumps(stages.seconds, indent=2) + "\n")
+        print(f"k15 demo: results in {run_dir} (report.json, long2short-report/, evals/, timings.json)", flush=True)
+        if cfg.ui:
+            from ui.launch import UIConfig
+            from ui.launch import run as run_ui
+
+            results = [str(evals), str(report_cfg.out_dir() / "evals" / efficiency.LONG)]
+            ui = UIConfig(endpoint=stack.base_url, api_key=serve.api_key, port=cfg.ui_port, results=results,
+                          data_dir=cfg.eval_data_dir)  # fmt: skip
+            print("k15 demo: the UI compares both models side by side; Ctrl-C stops it and the servers", flush=True)
+            run_ui(ui)
+    return 0

@@ -1,4 +1,4 @@
-"""The foundation's serving slice, end to end: the real vLLM OpenAI server behind ``k15 serve`` and ``k15 demo``."""
+"""The foundation's serving slice, end to end: the real vLLM OpenAI server behind ``k15 serve``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO, ServeProcess, run_k15
+from tests.conftest import ServeProcess, run_k15
 
 pytestmark = pytest.mark.vllm
 EAGER = [
@@ -76,11 +76,3 @@ def test_bad_serve_config_fails_before_any_work(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     missing = run_k15("serve", "--long", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "no such directory" in missing.stderr
-
-
-def test_demo_prints_a_real_completion(default_model: Path) -> None:
-    result = run_k15("demo", "--config", str(REPO / "configs" / "demo.yaml"), timeout=400)
-    assert result.returncode == 0, result.stdout + result.stderr
-    fields = dict(line.split(None, 1) for line in result.stdout.splitlines() if line and not line.startswith(" "))
-    assert "Paris" in fields["answer"]
-    assert fields["tokens"].endswith("completion") and fields["seconds"].startswith(tuple("0123456789"))

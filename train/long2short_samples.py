@@ -22,7 +22,7 @@ from k15 import paths
 from k15.config import Config
 from k15.engine import EngineConfig
 from k15.models import resolve_model
-from train.data import Problem, load_problems
+from train.data import Problem
 from train.distributed import init_distributed, rank, world_size
 from train.rewards import task_reward
 from train.rl import PromptDataConfig
@@ -60,10 +60,15 @@ class SampledMethodConfig(Config):
     data: PromptDataConfig
     name: str
     output_dir: str | None = Field(None, description="default: $K15_RUNS/<name>; holds samples.jsonl and the run")
+    samples: str | None = Field(None, description="the samples file, shareable by shortest and DPO (default: "
+                                "<run dir>/samples.jsonl)")  # fmt: skip
     sampling: SampleConfig = SampleConfig()
 
     def run_dir(self) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else paths.runs_dir() / self.name
+
+    def samples_file(self) -> Path:
+        return Path(self.samples).expanduser() if self.samples else self.run_dir() / SAMPLES_FILE
 
     def trainer_config(self, cls: type[C], section: str, fixed: dict[str, Any]) -> C:
         """The trainer's config: the keys of field ``section`` plus ``fixed``; an error names ``section.key``."""
@@ -133,15 +138,14 @@ def read_records(path: Path) -> list[Row]:
 
 
 def collect_samples(cfg: SampledMethodConfig) -> list[Row]:
-    """The record of every prompt of ``cfg.data``, in order, from ``<run dir>/samples.jsonl``; missing ones are
+    """The record of every prompt of ``cfg.data``, in order, from the samples file; missing ones are
     sampled first, by the first rank while the others wait (skipped when the file is complete)."""
-    data = cfg.data
-    problems = load_problems(data.path, data.task, data.prompt_template, data.problem_field, data.answer_field)
+    problems = cfg.data.load()
     ids = [p.id for p in problems]
     duplicate, count = Counter(ids).most_common(1)[0]
     if count > 1:
-        raise ValueError(f"{data.path}: problem id {duplicate!r} occurs {count} times; ids key the samples file")
-    out = cfg.run_dir() / SAMPLES_FILE
+        raise ValueError(f"{cfg.data.path}: problem id {duplicate!r} occurs {count} times; ids key the samples file")
+    out = cfg.samples_file()
     init_distributed()
     if rank() == 0:
         sample_responses(cfg.model, problems, out, cfg.sampling)

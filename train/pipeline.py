@@ -1,8 +1,9 @@
 """``k15 train long-cot``: the long-CoT recipe as one resumable job — demo data, warm-up SFT, RL, and a held-out
-comparison of the warm-up and RL checkpoints (``configs/demo-long-cot.yaml`` on the embedded default).
+comparison of the warm-up and RL checkpoints (``configs/demo-long-cot.yaml`` on the embedded default) — and the
+long2short stage after it (:func:`run_long2short`, part of ``make demo``): the configured methods on the RL checkpoint.
 
-Each stage runs as its own process (``python -m train sft|rl``, the same entry the DeepSpeed launcher uses), skips
-itself when its output exists and resumes itself after a kill.
+Each stage runs as its own process (``python -m train sft|rl|long2short``, the same entry the DeepSpeed launcher
+uses), skips itself when its output exists and resumes itself after a kill.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, model_validator
@@ -22,6 +24,8 @@ from k15.checkpoint import read_info
 from k15.config import Config
 from train.rl import RLConfig
 from train.sft import SFTConfig
+
+Method = Literal["merge", "shortest", "dpo", "rl"]
 
 
 class DemoDataConfig(Config):
@@ -41,6 +45,18 @@ class HeldoutEvalConfig(Config):
     max_tokens: int = Field(384, ge=1)
 
 
+class Long2ShortStageConfig(Config):
+    """long2short methods run on the RL checkpoint, each into ``<run dir>/long2short/<method>``; the sections hold
+    each method's config keys (the long model, prompts, names and directories are set here). ``shortest`` and
+    ``dpo`` share one samples file."""
+
+    methods: list[Method] = Field(default_factory=list)
+    merge: dict[str, Any] = Field(default_factory=dict, description="MergeConfig keys; short default: the base model")
+    shortest: dict[str, Any] = Field(default_factory=dict, description="ShortestConfig keys")
+    dpo: dict[str, Any] = Field(default_factory=dict, description="Long2ShortDPOConfig keys")
+    rl: dict[str, Any] = Field(default_factory=dict, description="RLConfig keys (kind long2short is set)")
+
+
 class LongCoTPipelineConfig(Config):
     name: str = "demo-long-cot"
     output_dir: str | None = Field(None, description="default: $K15_RUNS/<name>")
@@ -49,6 +65,7 @@ class LongCoTPipelineConfig(Config):
     sft: dict[str, Any] = Field(default_factory=dict, description="SFTConfig keys (data, model, output are set)")
     rl: dict[str, Any] = Field(default_factory=dict, description="RLConfig keys (data, model, output are set)")
     eval: HeldoutEvalConfig = HeldoutEvalConfig()
+    long2short: Long2ShortStageConfig = Long2ShortStageConfig()
 
     def run_dir(self) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else paths.runs_dir() / self.name
@@ -67,26 +84,52 @@ class LongCoTPipelineConfig(Config):
                  "model": str(self.run_dir() / "sft" / "final")}  # fmt: skip
         return RLConfig.model_validate({**self.rl, **fixed})
 
+    def long2short_config(self, method: str) -> Config:
+        """The config of one long2short method, trained from the RL checkpoint."""
+        from train import dpo, merge, shortest
+
+        stage, out = self.long2short, self.run_dir() / "long2short"
+        long = str(self.run_dir() / "rl" / "final")
+        where = {"output_dir": str(out / method), "name": f"{self.name}-long2short-{method}"}
+        prompts = {**getattr(stage, method).get("data", {}), "path": str(self.data_dir() / "arith" / "train.jsonl"),
+                   "task": "arith"}  # fmt: skip
+        if method == "merge":
+            short = stage.merge.get("short") or self.model or "default"
+            return merge.MergeConfig.model_validate({**stage.merge, "long": long, "short": short, **where})
+        if method == "rl":
+            fixed = {"model": long, "data": prompts, "kind": "long2short", "method": "rl", **where}
+            return RLConfig.model_validate({**stage.rl, **fixed})
+        cls = shortest.ShortestConfig if method == "shortest" else dpo.Long2ShortDPOConfig
+        fixed = {"model": long, "data": prompts, "samples": str(out / "samples.jsonl"), **where}
+        return cls.model_validate({**getattr(stage, method), **fixed})
+
     @model_validator(mode="after")
     def _stages_valid(self) -> LongCoTPipelineConfig:
         self.sft_config()  # a bad stage config fails here, before any work
         self.rl_config()
+        for method in self.long2short.methods:
+            self.long2short_config(method)
         return self
 
 
-def _run_stage(stage: str, config: SFTConfig | RLConfig, run_dir: Path) -> Path:
-    """Run ``python -m train STAGE`` on a written-out config (skipped when its final checkpoint exists)."""
-    final = config.run_dir() / "final"
+def _run_stage(stage: str, config: Config, run_dir: Path, method: str | None = None) -> Path:
+    """Run ``python -m train STAGE [--method M]`` on a written-out config (skipped when its final checkpoint
+    exists: for RL, of the last iteration)."""
+    final = config.run_dir() / "final"  # type: ignore[attr-defined]
     info = read_info(final) if (final / "k15.json").is_file() else None
-    if info is not None and (stage == "sft" or info.iteration == getattr(config, "iterations", None)):
-        print(f"k15 train long-cot: stage {stage} done already ({final})", flush=True)
+    iterations = getattr(config, "iterations", None)
+    label = f"{stage} {method}" if method else stage
+    if info is not None and (iterations is None or info.iteration == iterations):
+        print(f"k15 pipeline: stage {label} done already ({final})", flush=True)
         return final
-    config_file = run_dir / f"{stage}.yaml"
+    config_file = run_dir / f"{stage}{'-' + method if method else ''}.yaml"
     config_file.write_text(yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False))
-    print(f"k15 train long-cot: stage {stage} ({config_file})", flush=True)
-    result = subprocess.run([sys.executable, "-m", "train", stage, "--config", str(config_file)], check=False)
+    print(f"k15 pipeline: stage {label} ({config_file})", flush=True)
+    command = [sys.executable, "-m", "train", stage, *(["--method", method] if method else []), "--config",
+               str(config_file)]  # fmt: skip
+    result = subprocess.run(command, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"stage {stage} failed (exit {result.returncode}); rerun the same command to resume it")
+        raise RuntimeError(f"stage {label} failed (exit {result.returncode}); rerun the same command to resume it")
     return final
 
 
@@ -145,16 +188,28 @@ def run(cfg: LongCoTPipelineConfig) -> dict[str, Any]:
     if not (data / "sft.jsonl").is_file():
         d = cfg.demo_data
         make_splits(data, train=d.train, heldout=d.heldout, sft=d.sft, seed=d.seed)
+    seconds, start = {}, time.monotonic()
     sft_final = _run_stage("sft", cfg.sft_config(), run_dir)
+    seconds["warm-up SFT"], start = time.monotonic() - start, time.monotonic()
     rl_final = _run_stage("rl", cfg.rl_config(), run_dir)
+    seconds["RL"], start = time.monotonic() - start, time.monotonic()
     report = {"warmup": evaluate(sft_final, cfg, run_dir / "eval-warmup"),
               "rl": evaluate(rl_final, cfg, run_dir / "eval-rl")}  # fmt: skip
+    seconds["held-out evaluation"] = time.monotonic() - start
     report["gain"] = report["rl"]["accuracy"] - report["warmup"]["accuracy"]
     report["noise"] = max(report["rl"]["noise_std"], report["warmup"]["noise_std"])
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    report["seconds"] = seconds  # this run's stage times (a cached stage takes ~0 s)
     plot_curve(rl_final.parent, run_dir / "rl-curve.png")
     w, r = report["warmup"], report["rl"]
     print(f"held-out accuracy: warm-up {w['accuracy']:.1%} ({w['mean_tokens']:.0f} tokens) → RL {r['accuracy']:.1%} "
           f"({r['mean_tokens']:.0f} tokens); gain {report['gain']:+.1%}, eval noise (std over sample runs) "
           f"{report['noise']:.1%}; report {run_dir / 'report.json'}")  # fmt: skip
     return report
+
+
+def run_long2short(cfg: LongCoTPipelineConfig) -> dict[str, Path]:
+    """Run the configured long2short methods on the RL checkpoint; method → its checkpoint."""
+    out = cfg.run_dir() / "long2short"
+    out.mkdir(parents=True, exist_ok=True)
+    return {m: _run_stage("long2short", cfg.long2short_config(m), out, m) for m in cfg.long2short.methods}

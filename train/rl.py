@@ -52,6 +52,20 @@ class PromptDataConfig(Config):
     prompt_template: str = MATH_PROMPT
     problem_field: str = "problem"
     answer_field: str = "answer"
+    min_difficulty: float | None = Field(None, description="keep rows with difficulty ≥ this (e.g. a level)")
+    max_difficulty: float | None = Field(None, description="keep rows with difficulty ≤ this")
+    limit: int | None = Field(None, ge=1, description="the first N rows kept")
+
+    def load(self) -> list[Problem]:
+        """The prompt set: bad rows reported and skipped, then the difficulty band and the limit applied."""
+        problems = load_problems(self.path, self.task, self.prompt_template, self.problem_field, self.answer_field)
+        if self.min_difficulty is not None or self.max_difficulty is not None:
+            low, high = self.min_difficulty, self.max_difficulty
+            problems = [p for p in problems if p.difficulty is not None and (low is None or p.difficulty >= low)
+                        and (high is None or p.difficulty <= high)]  # fmt: skip
+            if not problems:
+                raise ValueError(f"{self.path}: no row with a difficulty in [{low}, {high}]")
+        return problems[: self.limit]
 
 
 class LengthPenaltyConfig(Config):
@@ -104,10 +118,7 @@ class RLConfig(Config):
 class RLTrainer:
     def __init__(self, config: RLConfig) -> None:
         self.cfg = config
-        data = config.data
-        self.problems: list[Problem] = load_problems(
-            data.path, data.task, data.prompt_template, data.problem_field, data.answer_field
-        )  # bad data fails here, before any engine starts
+        self.problems: list[Problem] = config.data.load()  # bad data fails here, before any engine starts
         self.run_dir = config.run_dir()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         init_distributed()

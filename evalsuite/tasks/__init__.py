@@ -64,6 +64,24 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def available_tasks(
+    limits: dict[str, int], data_dir: str | Path | None, task_data_dirs: dict[str, str]
+) -> dict[str, int]:
+    """The tasks of ``limits`` (task → first N problems) whose data loads here; each other one is named with the
+    reason, on stdout, and left out."""
+    from evalsuite.data import DataError
+
+    kept = {}
+    for name, limit in limits.items():
+        try:
+            get_task(name).items(Path(task_data_dirs[name]) if name in task_data_dirs else data_dir, limit)
+        except DataError as exc:
+            print(f"{name} skipped: {exc} (give a data directory with local copies)", flush=True)
+            continue
+        kept[name] = limit
+    return kept
+
+
 def png_bytes(image: Any) -> bytes:
     """PNG bytes of a PIL image (as the hub datasets decode them)."""
     buffer = io.BytesIO()

@@ -1,0 +1,72 @@
+"""``k15 demo`` (the main job of ``make demo``) end to end at toy scale on the tiny model: every stage for real —
+DeepSpeed SFT and RL, vLLM rollouts and evaluations, a long2short merge, the token-efficiency report, ``k15 serve``
+of the chosen pair and ``evalsuite run`` against it; then a rerun of the training stages is a no-op."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import SHARED_DATA, run_k15
+
+pytestmark = pytest.mark.vllm
+ENGINE = {"enforce_eager": True, "gpu_memory_utilization": 0.1, "max_model_len": 512}
+
+
+def toy_config(path: Path, model: Path, out: Path) -> Path:
+    config = {
+        "name": "toy-demo", "model": str(model), "output_dir": str(out),
+        "demo_data": {"train": 40, "heldout": 8, "sft": 16},
+        "sft": {"epochs": 1, "batch_size": 8, "max_length": 256, "deepspeed": {"lr": 1e-3, "micro_batch_size": 8}},
+        "rl": {"iterations": 1, "prompts_per_iteration": 2, "save_every": 1,
+               "rollout": {"k": 2, "max_tokens": 32, "segment_tokens": 32, "engine": ENGINE},
+               "deepspeed": {"lr": 1e-4, "micro_batch_size": 4}},
+        "eval": {"problems": 4, "samples": 1, "max_tokens": 32},
+        "long2short": {"methods": ["merge"], "merge": {"weights": [0.5, 0.5]}},
+        "report": {"tasks": {"arith": 4, "math500": 2}, "max_tokens": 32, "engine": ENGINE},
+        "final_eval": {"tasks": {"arith": 2, "math500": 1, "aime": 1}, "max_tokens_long": 32, "max_tokens_short": 32},
+        "eval_data_dir": str(SHARED_DATA) if SHARED_DATA.is_dir() else None,
+        "serve": {"engine": ENGINE},
+        "ui": False,
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_demo_runs_every_stage_and_reuses_them(tiny_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = toy_config(tmp_path / "demo.yaml", tiny_model, out)
+    result = run_k15("demo", "--config", str(config), timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    report = json.loads((out / "long2short-report" / "report.json").read_text())
+    assert report["best"] == "merge" and report["long"] == str(out / "rl" / "final")
+    tasks = {"arith", "math500"} if SHARED_DATA.is_dir() else {"arith"}
+    assert {(r["model"], r["task"]) for r in report["rows"]} == {(m, t) for m in ("long-cot", "merge") for t in tasks}
+    assert (out / "long2short-report" / "figure7.png").stat().st_size > 0
+    served = json.loads((out / "evals" / "summary.json").read_text())["results"]
+    assert {r["model"] for r in served} == {"k15-long", "k15-short"}
+    assert {r["task"] for r in served} == ({"aime", "math500", "arith"} if SHARED_DATA.is_dir() else {"arith"})
+    timings = json.loads((out / "timings.json").read_text())
+    assert {"warm-up SFT", "RL", "held-out evaluation", "token-efficiency report"} <= timings.keys()
+    for text in ("| stage | wall time |", "accuracy ÷ long", "best long2short method", "k15-short"):
+        assert text in result.stdout, text
+    if not SHARED_DATA.is_dir():
+        assert "math500 skipped" in result.stdout, "a task without data is named and skipped"
+
+    # A rerun reuses every trained stage and evaluation (no engine starts until serving).
+    from evalsuite import efficiency
+    from k15.config import load_config
+    from k15.demo import DemoConfig
+    from train import pipeline
+
+    cfg = load_config(DemoConfig, config)
+    assert pipeline.run(cfg)["rl"] == json.loads((out / "report.json").read_text())["rl"]
+    assert pipeline.run_long2short(cfg) == {"merge": out / "long2short" / "merge" / "final"}
+    limits = {t: n for t, n in cfg.report["tasks"].items() if t in tasks}
+    again = efficiency.run(efficiency.EfficiencyConfig(run_dir=str(out), long=report["long"], tasks=limits,
+                                                       data_dir=cfg.eval_data_dir, max_tokens=32))  # fmt: skip
+    assert again["rows"] == report["rows"]
