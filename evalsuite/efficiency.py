@@ -52,6 +52,10 @@ class EfficiencyConfig(Config):
     def out_dir(self) -> Path:
         return Path(self.out).expanduser() if self.out else Path(self.run_dir).expanduser() / "long2short-report"
 
+    def task_data_dirs(self) -> dict[str, str]:
+        demo = Path(self.demo_data).expanduser() if self.demo_data else Path(self.run_dir).expanduser() / "data"
+        return {"arith": str(demo)}
+
 
 @dataclass(frozen=True)
 class Model:
@@ -85,10 +89,6 @@ def long_model(cfg: EfficiencyConfig, short: list[Model]) -> Path:
         listed = ", ".join(sorted(map(str, bases))) or "none recorded"
         raise ValueError(f"cannot tell the long-CoT model (long2short bases: {listed}); pass --long PATH")
     return Path(bases.pop())  # type: ignore[arg-type]
-
-    def task_data_dirs(self) -> dict[str, str]:
-        demo = Path(self.demo_data).expanduser() if self.demo_data else Path(self.run_dir).expanduser() / "data"
-        return {"arith": str(demo)}
 
 
 def evaluate(cfg: EfficiencyConfig, model: Model, tasks: dict[str, int]) -> list[dict[str, Any]]:

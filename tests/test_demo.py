@@ -52,7 +52,7 @@ def test_demo_runs_every_stage_and_reuses_them(tiny_model: Path, tmp_path: Path)
     assert {r["task"] for r in served} == ({"aime", "math500", "arith"} if SHARED_DATA.is_dir() else {"arith"})
     timings = json.loads((out / "timings.json").read_text())
     assert {"warm-up SFT", "RL", "held-out evaluation", "token-efficiency report"} <= timings.keys()
-    for text in ("| stage | wall time |", "accuracy ÷ long", "best long2short method", "k15-short"):
+    for text in ("| stage | wall time |", "accuracy ÷ long", "long2short best: merge", "k15-short"):
         assert text in result.stdout, text
     if not SHARED_DATA.is_dir():
         assert "math500 skipped" in result.stdout, "a task without data is named and skipped"
