@@ -103,7 +103,8 @@ def run(cfg: DemoConfig) -> int:
             evals = run_eval(eval_cfg)
         w, r = long_cot["warmup"], long_cot["rl"]
         print(f"\nheld-out demo task: warm-up {w['accuracy']:.1%} → RL {r['accuracy']:.1%} "
-              f"(eval noise {long_cot['noise']:.1%}); long2short best: {report['best']}")  # fmt: skip
+              f"(eval noise {long_cot['noise']:.1%}, paired standard error {long_cot['paired']['paired_se']:.1%}); "
+              f"long2short best: {report['best']}")  # fmt: skip
         print(f"\n{stages.table()}")
         (run_dir / "timings.json").write_text(json.dumps(stages.seconds, indent=2) + "\n")
         print(f"k15 demo: results in {run_dir} (report.json, long2short-report/, evals/, timings.json)", flush=True)

@@ -146,12 +146,25 @@ def evaluate(checkpoint: Path, cfg: LongCoTPipelineConfig, out: Path) -> dict[st
     rows = [json.loads(line) for f in (out / "samples").glob("*.jsonl") for line in f.read_text().splitlines()]
     by_sample = [[r["correct"] for r in rows if r["sample"] == s] for s in range(cfg.eval.samples)]
     runs = [sum(c) / len(c) for c in by_sample if c]
+    by_problem: dict[str, list[bool]] = {}
+    for r in rows:
+        by_problem.setdefault(r["id"], []).append(r["correct"])
     return {
         "accuracy": sum(runs) / len(runs),
         "per_sample_run": runs,
         "noise_std": statistics.stdev(runs) if len(runs) > 1 else 0.0,
         "mean_tokens": sum(r["completion_tokens"] for r in rows) / len(rows),
+        "per_problem": {i: sum(c) / len(c) for i, c in sorted(by_problem.items())},
     }
+
+
+def paired_difference(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """The accuracy gain over the problems both runs answered, its standard error (paired by problem: the spread
+    of per-problem differences over √n), and how many problems got better or worse."""
+    diffs = [after[i] - before[i] for i in before.keys() & after.keys()]
+    se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
+    return {"gain": statistics.fmean(diffs), "paired_se": se, "problems": len(diffs),
+            "better": sum(d > 0 for d in diffs), "worse": sum(d < 0 for d in diffs)}  # fmt: skip
 
 
 def plot_curve(run_dir: Path, out: Path) -> Path:
@@ -198,13 +211,16 @@ def run(cfg: LongCoTPipelineConfig) -> dict[str, Any]:
     seconds["held-out evaluation"] = time.monotonic() - start
     report["gain"] = report["rl"]["accuracy"] - report["warmup"]["accuracy"]
     report["noise"] = max(report["rl"]["noise_std"], report["warmup"]["noise_std"])
+    report["paired"] = paired_difference(report["warmup"]["per_problem"], report["rl"]["per_problem"])
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     report["seconds"] = seconds  # this run's stage times (a cached stage takes ~0 s)
     plot_curve(rl_final.parent, run_dir / "rl-curve.png")
     w, r = report["warmup"], report["rl"]
     print(f"held-out accuracy: warm-up {w['accuracy']:.1%} ({w['mean_tokens']:.0f} tokens) → RL {r['accuracy']:.1%} "
           f"({r['mean_tokens']:.0f} tokens); gain {report['gain']:+.1%}, eval noise (std over sample runs) "
-          f"{report['noise']:.1%}; report {run_dir / 'report.json'}")  # fmt: skip
+          f"{report['noise']:.1%}, standard error of the gain paired by problem {report['paired']['paired_se']:.1%} "
+          f"({report['paired']['better']} problems better, {report['paired']['worse']} worse); "
+          f"report {run_dir / 'report.json'}")  # fmt: skip
     return report
 
 
