@@ -8,6 +8,7 @@ on small slices → tables printed → ``k15 ui`` on the same endpoint. Every st
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +68,10 @@ class Stages:
         return "\n".join(["| stage | wall time |", "|---|--:|", *rows, f"| total | {total:.1f} min |"]) + "\n"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the demo as Ctrl-C does: the UI, then the servers
+
+
 def run(cfg: DemoConfig) -> int:
     from evalsuite import efficiency
     from evalsuite.runner import EvalConfig
@@ -75,6 +80,7 @@ def run(cfg: DemoConfig) -> int:
     from serve.stack import ServingStack
     from train import pipeline
 
+    signal.signal(signal.SIGTERM, _interrupt)
     stages = Stages()
     run_dir = cfg.run_dir()
     with stages("long-CoT: demo data, warm-up SFT, RL, held-out comparison"):
