@@ -10,6 +10,7 @@ every finished sample.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -92,18 +93,22 @@ def long_model(cfg: EfficiencyConfig, short: list[Model]) -> Path:
 
 
 def evaluate(cfg: EfficiencyConfig, model: Model, tasks: dict[str, int]) -> list[dict[str, Any]]:
-    """Evaluate ``model`` on ``tasks`` (task → problems; resumable); its evalsuite results, one per task."""
+    """Evaluate ``model`` on ``tasks`` (task → problems) into ``OUT/evals/<label>``; its evalsuite results, one per
+    task. A rerun resumes the samples; results made with other settings (``settings.json``) are discarded."""
     out = cfg.out_dir() / "evals" / model.label.replace("/", "_")
-    if not (out / SUMMARY).is_file() or load_summary(out)["run"].get("task_limits") != tasks:
+    settings = {
+        "tasks": list(tasks), "model_path": str(model.path), "models": [model.label], "samples": cfg.samples,
+        "task_limits": tasks, "data_dir": cfg.data_dir, "task_data_dirs": cfg.task_data_dirs(),
+        "temperature": cfg.temperature, "max_tokens_long": cfg.max_tokens, "max_tokens_short": cfg.max_tokens,
+    }  # fmt: skip
+    recorded = out / "settings.json"
+    if recorded.is_file() and json.loads(recorded.read_text()) != settings:
+        shutil.rmtree(out)
+    if not (out / SUMMARY).is_file():
         out.mkdir(parents=True, exist_ok=True)
-        eval_cfg = {
-            "tasks": list(tasks), "backend": "vllm", "model_path": str(model.path), "models": [model.label],
-            "samples": cfg.samples, "task_limits": tasks, "out": str(out), "data_dir": cfg.data_dir,
-            "task_data_dirs": cfg.task_data_dirs(),
-            "temperature": cfg.temperature, "max_tokens_long": cfg.max_tokens, "max_tokens_short": cfg.max_tokens,
-            "engine": cfg.engine.model_dump(),
-        }  # fmt: skip
+        recorded.write_text(json.dumps(settings, indent=2) + "\n")
         config_file = out / "eval.yaml"
+        eval_cfg = {**settings, "backend": "vllm", "out": str(out), "engine": cfg.engine.model_dump()}
         config_file.write_text(yaml.safe_dump(eval_cfg, sort_keys=False))
         print(f"k15 report long2short: evaluating {model.label} ({model.path})", flush=True)
         command = [sys.executable, "-m", "evalsuite.cli", "run", *tasks, "--config", str(config_file)]
