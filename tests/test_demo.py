@@ -29,7 +29,7 @@ def toy_config(path: Path, model: Path, out: Path) -> Path:
         "report": {"tasks": {"arith": 4, "math500": 2}, "max_tokens": 32, "engine": ENGINE},
         "final_eval": {"tasks": {"arith": 2, "math500": 1, "aime": 1}, "max_tokens_long": 32, "max_tokens_short": 32},
         "eval_data_dir": str(SHARED_DATA) if SHARED_DATA.is_dir() else None,
-        "serve": {"engine": ENGINE},
+        "serve": {"port": 0, "engine": ENGINE},
         "ui": False,
     }  # fmt: skip
     path.write_text(yaml.safe_dump(config))
