@@ -10,20 +10,23 @@ import torch
 pytestmark = pytest.mark.vllm
 
 
-def test_pushed_weights_drive_the_next_generation(tiny_model: Path) -> None:
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_pushed_weights_drive_the_next_generation(tiny_model: Path, dtype: str) -> None:
+    """Both precisions the engine may run in (``auto`` picks one per machine); the checkpoint on disk is bf16."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from vllm import LLM, SamplingParams
 
+    from k15.engine import EngineConfig
     from train.weight_sync import WORKER_EXTENSION, push_weights
 
-    llm = LLM(model=str(tiny_model), dtype="bfloat16", enforce_eager=True, max_model_len=512,
-              gpu_memory_utilization=0.05, worker_extension_cls=WORKER_EXTENSION, seed=0)  # fmt: skip
+    engine = EngineConfig(dtype=dtype, enforce_eager=True, max_model_len=512, gpu_memory_utilization=0.05)
+    llm = LLM(model=str(tiny_model), worker_extension_cls=WORKER_EXTENSION, **engine.llm_kwargs())
     greedy = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
     prompt = "Hello there"
     before = list(llm.generate([prompt], greedy, use_tqdm=False)[0].outputs[0].token_ids)
 
     torch.manual_seed(1)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=getattr(torch, dtype))
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.5)

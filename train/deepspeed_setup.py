@@ -12,6 +12,7 @@ from pydantic import Field
 
 from k15.checkpoint import CheckpointInfo, write_info
 from k15.config import Config
+from k15.precision import DType, resolve, torch_dtype
 
 
 class DeepSpeedConfig(Config):
@@ -20,7 +21,7 @@ class DeepSpeedConfig(Config):
     zero_stage: Literal[0, 1, 2, 3] = 2
     offload_optimizer: bool = False
     offload_params: bool = Field(False, description="ZeRO-3 only")
-    bf16: bool = True
+    dtype: DType = Field("auto", description="training precision; auto: bf16 with native bf16, else fp32")
     lr: float = Field(1e-6, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
@@ -49,7 +50,8 @@ class DeepSpeedConfig(Config):
             "train_micro_batch_size_per_gpu": self.micro_batch_size,
             "gradient_accumulation_steps": 1,
             "gradient_clipping": self.grad_clip,
-            "bf16": {"enabled": self.bf16},
+            "bf16": {"enabled": resolve(self.dtype) == "bfloat16"},
+            "fp16": {"enabled": resolve(self.dtype) == "float16"},
             "zero_optimization": zero,
             "optimizer": {"type": "AdamW", "params": adam},
             "steps_per_print": 1 << 30,
@@ -57,15 +59,15 @@ class DeepSpeedConfig(Config):
         }
 
 
-def load_policy(path: str | Path, dtype: torch.dtype = torch.bfloat16) -> tuple[Any, Any]:
-    """The model and tokenizer at ``path``, with the k15 think template and tokens."""
+def load_policy(path: str | Path, dtype: DType = "auto") -> tuple[Any, Any]:
+    """The model (cast to ``dtype``) and tokenizer at ``path``, with the k15 think template and tokens."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from k15.chat import apply_k15_template, ensure_think_tokens
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     apply_k15_template(tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
     ensure_think_tokens(tokenizer, model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

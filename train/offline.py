@@ -16,6 +16,7 @@ from k15 import paths
 from k15.checkpoint import CheckpointInfo, Kind
 from k15.config import Config
 from k15.models import resolve_model
+from k15.precision import describe
 from train.deepspeed_setup import DeepSpeedConfig, build_engine, export_hf, load_policy
 from train.distributed import all_gather_objects, barrier, init_distributed, rank, world_size
 from train.metrics_log import MetricsLogger
@@ -59,7 +60,9 @@ class OfflineTrainer(ABC):
         torch.manual_seed(config.seed)
         model_path = resolve_model(config.model)
         self.base_model = str(model_path)
-        model, self.tokenizer = load_policy(model_path)
+        model, self.tokenizer = load_policy(model_path, config.deepspeed.dtype)
+        if self.rank == 0:
+            print(f"k15 train: precision {describe(config.deepspeed.dtype)}", flush=True)
         self.size = self.encode()
         self.engine = build_engine(model, config.deepspeed)
         self.steps_per_epoch = math.ceil(self.size / config.batch_size)

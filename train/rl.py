@@ -24,6 +24,7 @@ from k15 import paths
 from k15.checkpoint import CheckpointInfo, Kind
 from k15.config import Config
 from k15.models import resolve_model
+from k15.precision import describe
 from train.data import Problem, load_problems
 from train.deepspeed_setup import (
     DeepSpeedConfig,
@@ -125,7 +126,10 @@ class RLTrainer:
         self.rank, self.world = rank(), world_size()
         torch.manual_seed(config.seed)
         model_path = resolve_model(config.model)
-        model, self.tokenizer = load_policy(model_path)
+        model, self.tokenizer = load_policy(model_path, config.deepspeed.dtype)
+        if self.rank == 0:
+            print(f"k15 train: precision {describe(config.deepspeed.dtype)}; rollouts in "
+                  f"{describe(config.rollout.engine.dtype)}", flush=True)  # fmt: skip
         self.base_model = str(model_path)
         vocab_grew = model.get_input_embeddings().num_embeddings != _vocab_size(model_path)
         if vocab_grew:  # vLLM must see the same vocabulary as the trainer
