@@ -21,12 +21,12 @@ import lm_eval
 from lm_eval.tasks import TaskManager
 from lm_eval.tasks.aime import utils as lm_aime
 
-from evalsuite.grading import grade
-from evalsuite.runner import EvalConfig
-from evalsuite.runner import run as evalsuite_run
 from k15.config import load_config
-from serve.config import ServeConfig
-from serve.stack import ServingStack
+from k15.evalsuite.runner import EvalConfig
+from k15.evalsuite.runner import run as evalsuite_run
+from k15.grading import grade
+from k15.serve.config import ServeConfig
+from k15.serve.stack import ServingStack
 
 LM_TASK = "aime24_k15_local"
 # The same gold answer written the ways models write it: which grader accepts which form.

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from k15.engine import EngineConfig
 from k15.models import resolve_model
 from k15.precision import describe, native_bf16, resolve
 
@@ -58,12 +59,12 @@ def train_step_seconds(model_path: Path, dtype: torch.dtype, batch: int, tokens:
 
 def vllm_tokens_per_s(model_path: Path, dtype: str, prompts: int, max_tokens: int) -> float:
     """Generation tokens/s of an eager vLLM engine in ``dtype`` (run in a child process: one engine per process)."""
+    engine = EngineConfig(dtype=dtype, enforce_eager=True, max_model_len=1024, gpu_memory_utilization=0.1)
     code = (
         "import json, sys, time\n"
         "from vllm import LLM, SamplingParams\n"
         "if __name__ == '__main__':\n"
-        f"    llm = LLM(model={str(model_path)!r}, dtype={dtype!r}, enforce_eager=True, max_model_len=1024,\n"
-        "              gpu_memory_utilization=0.1, enable_chunked_prefill=False, max_num_batched_tokens=4096)\n"
+        f"    llm = LLM(model={str(model_path)!r}, **{engine.llm_kwargs()!r})\n"
         f"    params = SamplingParams(temperature=1.0, max_tokens={max_tokens}, ignore_eos=True, seed=0)\n"
         "    llm.generate(['Warm up'], params, use_tqdm=False)\n"
         f"    prompts = [f'Problem {{i}}: add the numbers 3, 5 and {{i}}.' for i in range({prompts})]\n"

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 
 from k15.config import load_config
-from serve.config import ServeConfig
-from serve.stack import ServingStack
+from k15.serve.config import ServeConfig
+from k15.serve.stack import ServingStack
 
 
 async def one_request(client: httpx.AsyncClient, url: str, model: str, tokens: int) -> tuple[float, float]:

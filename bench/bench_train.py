@@ -21,8 +21,8 @@ import torch
 import yaml
 
 from k15.config import load_config
-from train.demo_task import make_splits
-from train.rl import RLConfig, RLTrainer
+from k15.train.data.demo_task import make_splits
+from k15.train.rl.trainer import RLConfig, RLTrainer
 
 
 def matmul_peak(size: int = 2048, repeats: int = 10) -> float:

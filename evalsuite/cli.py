@@ -8,11 +8,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from k15.cli import run_handled
+from k15.command import run_handled
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from evalsuite.score import score_file
+    from k15.evalsuite.score import score_file
 
     summary = score_file(
         Path(args.file),
@@ -32,8 +32,8 @@ RUN_FLAGS = (
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from evalsuite.runner import EvalConfig, run
     from k15.config import load_config
+    from k15.evalsuite.runner import EvalConfig, run
 
     overrides = [f"tasks={json.dumps(args.tasks)}", *args.overrides]
     for key in RUN_FLAGS:
@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from evalsuite.report import compare, render
+    from k15.evalsuite.report import compare, render
 
     dirs = [Path(d) for d in args.dirs]
     single = len(dirs) == 1 and not args.out

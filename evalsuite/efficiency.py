@@ -20,11 +20,11 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from evalsuite.report import SUMMARY, load_summary, plot_accuracy_vs_tokens
-from evalsuite.tasks import available_tasks
 from k15.checkpoint import METADATA_FILE, Kind, is_checkpoint, read_info
 from k15.config import Config
 from k15.engine import EngineConfig
+from k15.evalsuite.report import SUMMARY, load_summary, plot_accuracy_vs_tokens
+from k15.evalsuite.tasks import available_tasks
 
 LONG = "long-cot"
 
@@ -111,7 +111,7 @@ def evaluate(cfg: EfficiencyConfig, model: Model, tasks: dict[str, int]) -> list
         eval_cfg = {**settings, "backend": "vllm", "out": str(out), "engine": cfg.engine.model_dump()}
         config_file.write_text(yaml.safe_dump(eval_cfg, sort_keys=False))
         print(f"k15 report long2short: evaluating {model.label} ({model.path})", flush=True)
-        command = [sys.executable, "-m", "evalsuite.cli", "run", *tasks, "--config", str(config_file)]
+        command = [sys.executable, "-m", "k15.evalsuite.cli", "run", *tasks, "--config", str(config_file)]
         if subprocess.run(command, check=False).returncode != 0:
             raise RuntimeError(f"the evaluation of {model.path} failed; rerun the same command to resume it")
     return [{**r, "model": model.label, "method": model.method} for r in load_summary(out)["results"]]

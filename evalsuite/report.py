@@ -2,7 +2,7 @@
 
 ``summary.json`` is ``{"run": run_info, "results": [result, ...]}``: ``run_info`` describes the run (the keys
 rendered are ``tasks``, ``models``, ``samples``, ``sampling`` and ``wall_s``; any others are listed as they are) and
-each result is an :func:`evalsuite.metrics.summarize` dict with ``task`` and ``model`` added.
+each result is an :func:`k15.evalsuite.metrics.summarize` dict with ``task`` and ``model`` added.
 """
 
 from __future__ import annotations

@@ -19,15 +19,16 @@ from typing import Any, Literal
 from pydantic import Field
 from tqdm import tqdm
 
-from evalsuite.generate import Completion, EndpointGenerator, VLLMGenerator
-from evalsuite.grading import grade
-from evalsuite.metrics import summarize
-from evalsuite.report import markdown_table, render, write_summary
-from evalsuite.tasks import Item, Task, get_task
 from k15 import __version__
+from k15.client import Completion, EndpointGenerator
 from k15.config import Config
 from k15.engine import EngineConfig
-from serve.config import ServeConfig
+from k15.evalsuite.generate import VLLMGenerator
+from k15.evalsuite.metrics import summarize
+from k15.evalsuite.report import markdown_table, render, write_summary
+from k15.evalsuite.tasks import Item, Task, get_task
+from k15.grading import grade
+from k15.serve.config import ServeConfig
 
 
 class EvalConfig(Config):
@@ -120,7 +121,7 @@ class Runner:
         self.state: dict[str, float] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.judge = None
         if cfg.judge_endpoint:
-            from evalsuite.mathvista import JudgeExtractor
+            from k15.grading.mathvista import JudgeExtractor
 
             if not cfg.judge_model:
                 raise ValueError("judge_endpoint needs judge_model (the model name at that endpoint)")
@@ -237,7 +238,7 @@ def run(cfg: EvalConfig) -> Path:
     elif cfg.endpoint:
         targets, where = asyncio.run(run_against(cfg, cfg.endpoint, runner, tasks, items)), cfg.endpoint
     else:
-        from serve.stack import ServingStack
+        from k15.serve.stack import ServingStack
 
         with ServingStack(cfg.serve) as stack:
             names = {"long": cfg.serve.names.long, "short": cfg.serve.names.short}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from evalsuite.grading import get_grader
+from k15.grading import get_grader
 
 
 @dataclass

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
 from pydantic import Field
 
 from k15.config import Config

@@ -11,7 +11,7 @@ from pathlib import Path
 from k15.chat import THINK_END, THINK_START
 from k15.checkpoint import Kind, read_info
 from k15.engine import EngineConfig
-from serve.vllm_server import ServerError, VLLMServer
+from k15.serve.vllm_server import ServerError, VLLMServer
 
 REASONING_PARSER_PLUGIN = Path(__file__).with_name("reasoning_parser.py")
 

@@ -18,10 +18,10 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from serve.backends import Backend
-from serve.config import ServeConfig
-from serve.metrics import Metrics
-from serve.protocol import ChatRequest, CompletionRequest, OpenAIError, image_urls, validate
+from k15.serve.backends import Backend
+from k15.serve.config import ServeConfig
+from k15.serve.metrics import Metrics
+from k15.serve.protocol import ChatRequest, CompletionRequest, OpenAIError, image_urls, validate
 
 
 class ClosingStreamingResponse(StreamingResponse):

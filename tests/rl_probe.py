@@ -10,7 +10,7 @@ import sys
 import torch
 
 from k15.config import load_config
-from train.rl import RLConfig, RLTrainer
+from k15.train.rl.trainer import RLConfig, RLTrainer
 
 
 def vllm_logprobs(trainer: RLTrainer, ids: list[int]) -> list[float]:
@@ -24,7 +24,7 @@ def vllm_logprobs(trainer: RLTrainer, ids: list[int]) -> list[float]:
 
 
 def trainer_logprobs(trainer: RLTrainer, ids: list[int]) -> list[float]:
-    from train.logprobs import token_logprobs
+    from k15.train.runtime.logprobs import token_logprobs
 
     with torch.no_grad():
         logp, _ = token_logprobs(trainer.engine.module, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from k15.config import ConfigError, load_config
-from serve.config import ServeConfig
+from k15.serve.config import ServeConfig
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -59,7 +59,7 @@ def test_file_problems(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_are_valid() -> None:
-    from k15.demo import DemoConfig
+    from k15.app.demo import DemoConfig
 
     repo = Path(__file__).resolve().parent.parent
     load_config(DemoConfig, repo / "configs" / "demo.yaml")

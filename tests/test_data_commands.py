@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from evalsuite.grading import grade
-from evalsuite.tasks import MATH_PROMPT
-from train.curate import format_rule
-from train.data import load_problems, load_sft_examples
-from train.data_cli import DATA_COMMANDS, add_data_parser
+from k15.app.data_cli import DATA_COMMANDS, add_data_parser
+from k15.grading import grade
+from k15.prompts import MATH_PROMPT
+from k15.train.data.curate import format_rule
+from k15.train.data.formats import load_problems, load_sft_examples
 
 Reply = Callable[[dict[str, Any]], dict[str, Any]]
 

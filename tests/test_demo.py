@@ -58,10 +58,10 @@ def test_demo_runs_every_stage_and_reuses_them(tiny_model: Path, tmp_path: Path)
         assert "math500 skipped" in result.stdout, "a task without data is named and skipped"
 
     # A rerun reuses every trained stage and evaluation (no engine starts until serving).
-    from evalsuite import efficiency
+    from k15.app import pipeline
+    from k15.app.demo import DemoConfig
     from k15.config import load_config
-    from k15.demo import DemoConfig
-    from train import pipeline
+    from k15.evalsuite import efficiency
 
     cfg = load_config(DemoConfig, config)
     assert pipeline.run(cfg)["rl"] == json.loads((out / "report.json").read_text())["rl"]

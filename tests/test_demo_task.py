@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.grading import grade
-from evalsuite.tasks import MATH_PROMPT, get_task
-from train.data import load_problems, load_sft_examples
-from train.demo_task import LEVELS, generate, make_splits, trace
+from k15.evalsuite.tasks import get_task
+from k15.grading import grade
+from k15.prompts import MATH_PROMPT
+from k15.train.data.demo_task import LEVELS, generate, make_splits, trace
+from k15.train.data.formats import load_problems, load_sft_examples
 
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.vllm
 
 
 def test_a_batch_of_seeded_requests_larger_than_one_step_completes(tiny_model: Path) -> None:
-    from train.rollout import RolloutEngine
+    from k15.train.rl.rollout import RolloutEngine
 
     engine_cfg = EngineConfig(enforce_eager=True, max_model_len=512, gpu_memory_utilization=0.1)
     if on_cpu():

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from evalsuite.metrics import majority_answer, pass_at_k, summarize
+from k15.evalsuite.metrics import majority_answer, pass_at_k, summarize
 
 
 def brute_pass_at_k(n: int, c: int, k: int) -> Fraction:

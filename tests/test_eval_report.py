@@ -11,7 +11,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from evalsuite.report import compare, load_summary, markdown_table, plot_accuracy_vs_tokens, render, write_summary
+from k15.evalsuite.report import compare, load_summary, markdown_table, plot_accuracy_vs_tokens, render, write_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RUN_INFO = {

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.grading import (
+from k15.grading import (
     GRADERS,
     Grade,
     answer_text,

@@ -14,9 +14,9 @@ import pytest
 import torch
 import yaml
 
+from k15.train.data.formats import write_jsonl
+from k15.train.runtime.metrics_log import read_metrics
 from tests.conftest import REPO, build_tiny_model, run_k15
-from train.data import write_jsonl
-from train.metrics_log import read_metrics
 
 ENGINE = {"enforce_eager": True, "gpu_memory_utilization": 0.1, "max_model_len": 512}
 # What the formatted tiny model answers, about a third each: short and right, long and right, short and wrong.
@@ -49,7 +49,7 @@ def max_change(before: Path, after: Path) -> float:
 
 
 def test_shortest_selection_takes_the_first_of_the_shortest_correct_responses() -> None:
-    from train.shortest import shortest_correct, shortest_examples
+    from k15.train.long2short.shortest import shortest_correct, shortest_examples
 
     records = [
         record(
@@ -67,7 +67,7 @@ def test_shortest_selection_takes_the_first_of_the_shortest_correct_responses() 
 
 
 def test_dpo_pairs_reject_wrong_and_much_longer_correct_responses() -> None:
-    from train.dpo import build_pairs
+    from k15.train.long2short.dpo import build_pairs
 
     tie = record("tie", sample("first", 6, True), sample("second", 6, True), sample("bad", 4, False))
     none = record("none", sample("bad 1", 5, False), sample("bad 2", 7, False))
@@ -89,7 +89,7 @@ def test_dpo_pairs_reject_wrong_and_much_longer_correct_responses() -> None:
 
 
 def test_dpo_loss_matches_a_hand_computed_value() -> None:
-    from train.loss import dpo_loss
+    from k15.train.rl.loss import dpo_loss
 
     policy_chosen = torch.tensor([-10.0, -5.0, -3.0], requires_grad=True)
     policy_rejected = torch.tensor([-20.0, -7.0, -4.0])
@@ -126,7 +126,7 @@ def test_merge_writes_the_exact_weighted_average(tiny_model: Path, other_model: 
 
     from k15.chat import K15_CHAT_TEMPLATE
     from k15.checkpoint import read_info
-    from train.merge import merge_checkpoints
+    from k15.train.long2short.merge import merge_checkpoints
 
     long, short = weights(tiny_model), weights(other_model)
     half = merge_checkpoints(tiny_model, other_model, tmp_path / "half")
@@ -155,7 +155,7 @@ def test_merge_refuses_other_architectures_tokenizers_and_weights(
 ) -> None:
     from transformers import AutoTokenizer
 
-    from train.merge import merge_checkpoints
+    from k15.train.long2short.merge import merge_checkpoints
 
     wide = build_tiny_model(default_model, tmp_path / "wide", hidden=192)
     with pytest.raises(ValueError, match=r"configs differ \(.*hidden_size 128 vs 192"):
@@ -188,7 +188,7 @@ def test_merge_refuses_other_architectures_tokenizers_and_weights(
 def prompts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Demo-task splits. The RL prompts all get the answer 7 (which the formatted model gives two times in three);
     the SFT rows answer each prompt with SHORT, LONG and WRONG."""
-    from train.demo_task import make_splits
+    from k15.train.data.demo_task import make_splits
 
     paths = make_splits(tmp_path_factory.mktemp("data"), train=4, heldout=1, sft=32)
     rows = [json.loads(line) for line in paths["train"].read_text().splitlines()]
@@ -236,9 +236,9 @@ def shortest_run(formatted: Path, prompts: dict[str, Path], tmp_path_factory: py
 
 def test_shortest_samples_keeps_the_shortest_correct_and_fine_tunes(shortest_run: Path, formatted: Path) -> None:
     from k15.checkpoint import read_info
-    from train.data import load_sft_examples
-    from train.long2short_samples import read_records
-    from train.shortest import shortest_examples
+    from k15.train.data.formats import load_sft_examples
+    from k15.train.long2short.samples import read_records
+    from k15.train.long2short.shortest import shortest_examples
 
     records = read_records(shortest_run / "samples.jsonl")
     assert len(records) == 4 and all(r["gold"] == "7" and r["task"] == "math" for r in records)
@@ -261,8 +261,8 @@ def test_shortest_samples_keeps_the_shortest_correct_and_fine_tunes(shortest_run
 def test_complete_samples_are_not_sampled_again(
     shortest_run: Path, prompts: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from train.data import load_problems
-    from train.long2short_samples import SampleConfig, sample_responses
+    from k15.train.data.formats import load_problems
+    from k15.train.long2short.samples import SampleConfig, sample_responses
 
     before = (shortest_run / "samples.jsonl").read_text()
     sample_responses(str(shortest_run / "no-such-model"), load_problems(prompts["train"]),
@@ -277,8 +277,8 @@ def test_dpo_resumes_the_samples_builds_pairs_and_trains_against_the_starting_mo
     """A samples file with the first two prompts done (as a killed run leaves it): the command samples the other
     two, builds the pairs and runs one DPO step."""
     from k15.checkpoint import read_info
-    from train.dpo import build_pairs
-    from train.long2short_samples import read_records
+    from k15.train.long2short.dpo import build_pairs
+    from k15.train.long2short.samples import read_records
 
     run = tmp_path / "run"
     run.mkdir()
@@ -288,7 +288,7 @@ def test_dpo_resumes_the_samples_builds_pairs_and_trains_against_the_starting_mo
     dpo = {"epochs": 1, "batch_size": 64, "beta": 0.1, "deepspeed": {"lr": 1e-3, "micro_batch_size": 4},
            "tensorboard": False}  # fmt: skip
     config = write_config(tmp_path / "dpo.yaml", sampled_method(formatted, prompts["train"], run, dpo=dpo))
-    result = subprocess.run([sys.executable, "-m", "train", "long2short", "--method", "dpo", "--config", str(config)],
+    result = subprocess.run([sys.executable, "-m", "k15", "train", "long2short", "--method", "dpo", "--config", str(config)],
                             capture_output=True, text=True, timeout=900, cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_records(run / "samples.jsonl")
@@ -318,7 +318,7 @@ def test_long2short_rl_is_the_rl_trainer_with_kind_long2short(
         "sampling": {"curriculum": False},
         "deepspeed": {"lr": 1e-3, "micro_batch_size": 8},
     })  # fmt: skip
-    result = subprocess.run([sys.executable, "-m", "train", "long2short", "--method", "rl", "--config", str(config)],
+    result = subprocess.run([sys.executable, "-m", "k15", "train", "long2short", "--method", "rl", "--config", str(config)],
                             capture_output=True, text=True, timeout=900, cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (row,) = read_metrics(tmp_path / "run")
@@ -329,9 +329,9 @@ def test_long2short_rl_is_the_rl_trainer_with_kind_long2short(
 
 
 def test_demo_long2short_rl_config_is_valid() -> None:
+    from k15.app.pipeline import LongCoTPipelineConfig
     from k15.config import load_config
-    from train.pipeline import LongCoTPipelineConfig
-    from train.rl import RLConfig
+    from k15.train.rl.trainer import RLConfig
 
     config = load_config(RLConfig, REPO / "configs" / "demo-long2short-rl.yaml", [])
     assert (config.kind, config.method, config.length_penalty.warmup_iterations) == ("long2short", "rl", 0)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.efficiency import LONG, EfficiencyConfig, compare, find_long2short, long_model, table
 from k15.checkpoint import CheckpointInfo, Kind, write_info
+from k15.evalsuite.efficiency import LONG, EfficiencyConfig, compare, find_long2short, long_model, table
 from tests.conftest import run_k15
 
 

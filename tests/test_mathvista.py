@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.mathvista import (
+from k15.grading.mathvista import (
     build_extraction_prompt,
     extract_mathvista,
     grade_mathvista,

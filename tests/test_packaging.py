@@ -38,7 +38,7 @@ def test_dockerfile_entrypoint_is_an_installed_console_script() -> None:
         module, _, func = target.partition(":")
         assert callable(getattr(__import__(module, fromlist=[func]), func))
     cmd = json.loads(instructions["CMD"])
-    from k15.cli import build_parser
+    from k15.app.cli import build_parser
 
     assert build_parser().parse_args(cmd).command == "serve"
 

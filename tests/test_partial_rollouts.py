@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from train.partial_rollouts import ReplayBuffer, Trajectory, degenerate_repetition
+from k15.train.rl.partial_rollouts import ReplayBuffer, Trajectory, degenerate_repetition
 
 
 def test_continuation_keeps_context_and_masks_earlier_segments() -> None:

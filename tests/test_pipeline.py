@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from train.pipeline import paired_difference
+from k15.app.pipeline import paired_difference
 
 
 def test_paired_difference_against_hand_values() -> None:

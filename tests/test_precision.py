@@ -9,7 +9,7 @@ import torch
 
 from k15 import precision
 from k15.engine import EngineConfig
-from train.deepspeed_setup import DeepSpeedConfig
+from k15.train.runtime.deepspeed_setup import DeepSpeedConfig
 
 # The dtypes worth training in on this machine: fp32 always; bf16 where it is native (elsewhere PyTorch's reference
 # bf16 GEMM makes a step of even the tiny model take minutes).
@@ -54,7 +54,7 @@ def test_configs_carry_the_resolved_precision() -> None:
 @pytest.mark.parametrize("dtype", TRAINABLE)
 def test_a_training_step_in_each_precision_lowers_the_loss(tiny_model: Path, dtype: str) -> None:
     """The bf16 checkpoint on disk is cast to the chosen precision, and plain AdamW steps on one batch learn it."""
-    from train.deepspeed_setup import load_policy
+    from k15.train.runtime.deepspeed_setup import load_policy
 
     model, tokenizer = load_policy(tiny_model, dtype)  # type: ignore[arg-type]
     assert all(p.dtype == getattr(torch, dtype) for p in model.parameters())

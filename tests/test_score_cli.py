@@ -8,7 +8,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def evalsuite(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "evalsuite.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=120
+        [sys.executable, "-m", "k15.evalsuite.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=120
     )
 
 

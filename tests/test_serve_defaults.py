@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from serve.config import ServeConfig
-from serve.stack import choose_checkpoints
+from k15.serve.config import ServeConfig
+from k15.serve.stack import choose_checkpoints
 from tests.conftest import make_checkpoint
 
 

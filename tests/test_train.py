@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from k15.train.runtime.metrics_log import read_metrics
 from tests.conftest import REPO, run_k15
-from train.metrics_log import read_metrics
 
 ENGINE = {"enforce_eager": True, "gpu_memory_utilization": 0.1, "max_model_len": 512}
 
@@ -91,7 +91,7 @@ def test_one_rl_iteration_changes_the_weights_and_vllm_samples_from_them(
 
 
 def _start_rl(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "train", "rl", "--config", str(config)], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "k15", "train", "rl", "--config", str(config)], cwd=REPO,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
 
@@ -130,7 +130,7 @@ def test_two_ranks_run_an_iteration_with_the_deepspeed_launcher(tiny_sft: Path, 
                        tensorboard=False)  # fmt: skip
     launcher = Path(sys.executable).parent / "deepspeed"
     result = subprocess.run(
-        [str(launcher), "--num_gpus", "2", "--master_port", "29561", "--module", "train", "rl", "--config",
+        [str(launcher), "--num_gpus", "2", "--master_port", "29561", "--module", "k15", "train", "rl", "--config",
          str(config)], capture_output=True, text=True, timeout=900, cwd=REPO, env={**os.environ, "LOCAL_SIZE": "2"},
     )  # fmt: skip
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
@@ -155,7 +155,7 @@ def test_bad_config_and_bad_data_fail_before_any_work(tiny_model: Path, tmp_path
 
 
 def test_bad_rows_are_reported_with_file_and_line_and_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from train.data import load_problems
+    from k15.train.data.formats import load_problems
 
     data = tmp_path / "p.jsonl"
     data.write_text('{"problem": "1+1?", "answer": "2"}\n{not json\n{"problem": "x", "answer": ""}\n[1]\n'
@@ -169,9 +169,9 @@ def test_bad_rows_are_reported_with_file_and_line_and_skipped(tmp_path: Path, ca
 
 
 def test_shipped_configs_are_valid() -> None:
+    from k15.app.pipeline import LongCoTPipelineConfig
     from k15.config import load_config
-    from train.pipeline import LongCoTPipelineConfig
-    from train.rl import RLConfig
+    from k15.train.rl.trainer import RLConfig
 
     demo = load_config(LongCoTPipelineConfig, REPO / "configs" / "demo-long-cot.yaml", [])
     assert demo.rl_config().model.endswith("sft/final")

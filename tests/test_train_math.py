@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from train.loss import group_mean, mirror_descent_loss
-from train.rewards import length_rewards, task_reward
-from train.sampling import ProblemSampler
+from k15.train.rl.loss import group_mean, mirror_descent_loss
+from k15.train.rl.rewards import length_rewards, task_reward
+from k15.train.rl.sampling import ProblemSampler
 
 
 def test_loss_matches_hand_computation() -> None:

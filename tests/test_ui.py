@@ -37,7 +37,7 @@ def results_dir(tiny_stack: ServeProcess, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def ui_url(tiny_stack: ServeProcess, results_dir: Path) -> Iterator[str]:
-    from serve.vllm_server import free_port
+    from k15.serve.vllm_server import free_port
 
     port = free_port()
     exe = Path(sys.executable).parent / "k15"
@@ -152,8 +152,8 @@ def test_chat_tab_multi_turn(browser, ui_url: str) -> None:
 
 def test_stop_cancels_the_generation_upstream(default_stack: ServeProcess) -> None:
     """What the Stop button does (Gradio closes the event's generator): the streams close and vLLM aborts."""
-    from ui.app import App
-    from ui.streaming import Turn
+    from k15.ui.app import App
+    from k15.ui.streaming import Turn
 
     app = App(default_stack.base_url, None, [], None)
     health = httpx.get(f"http://127.0.0.1:{default_stack.port}/health").json()["models"]["k15-short"]["url"]
@@ -178,8 +178,8 @@ def test_stop_cancels_the_generation_upstream(default_stack: ServeProcess) -> No
 
 
 def test_unreachable_server_is_a_message_not_a_traceback() -> None:
-    from serve.vllm_server import free_port
-    from ui.app import App
+    from k15.serve.vllm_server import free_port
+    from k15.ui.app import App
 
     app = App(f"http://127.0.0.1:{free_port()}/v1", None, [], None)
     *_, last = app.compare("1+1?", None, "k15-long", "k15-short", 0.6, 64, 0, "medium")
@@ -189,7 +189,7 @@ def test_unreachable_server_is_a_message_not_a_traceback() -> None:
 
 
 def test_chat_history_text_is_recovered_from_gradio_parts() -> None:
-    from ui.app import message_text
+    from k15.ui.app import message_text
 
     assert message_text("plain") == "plain"
     assert message_text([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == "a\nb"

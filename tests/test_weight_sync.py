@@ -17,7 +17,7 @@ def test_pushed_weights_drive_the_next_generation(tiny_model: Path, dtype: str) 
     from vllm import LLM, SamplingParams
 
     from k15.engine import EngineConfig
-    from train.weight_sync import WORKER_EXTENSION, push_weights
+    from k15.train.rl.weight_sync import WORKER_EXTENSION, push_weights
 
     engine = EngineConfig(dtype=dtype, enforce_eager=True, max_model_len=512, gpu_memory_utilization=0.05)
     llm = LLM(model=str(tiny_model), worker_extension_cls=WORKER_EXTENSION, **engine.llm_kwargs())

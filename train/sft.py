@@ -11,12 +11,12 @@ from pydantic import Field
 
 from k15.chat import THINK_START
 from k15.checkpoint import Kind
-from train.data import SFTExample, load_sft_examples
-from train.deepspeed_setup import DeepSpeedConfig
-from train.distributed import all_gather_objects
-from train.logprobs import pad_batch, token_logprobs
-from train.offline import OfflineConfig, OfflineTrainer
-from train.rollout import prompt_ids
+from k15.train.data.formats import SFTExample, load_sft_examples
+from k15.train.rl.rollout import prompt_ids
+from k15.train.runtime.deepspeed_setup import DeepSpeedConfig
+from k15.train.runtime.distributed import all_gather_objects
+from k15.train.runtime.logprobs import pad_batch, token_logprobs
+from k15.train.runtime.offline import OfflineConfig, OfflineTrainer
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 import gradio as gr
 from openai import OpenAI
 
-from ui.results import SAMPLE_COLUMNS, SUMMARY_COLUMNS, filter_samples, load_runs, sample_details, sample_rows
-from ui.streaming import Turn, stream_into
+from k15.ui.results import SAMPLE_COLUMNS, SUMMARY_COLUMNS, filter_samples, load_runs, sample_details, sample_rows
+from k15.ui.streaming import Turn, stream_into
 
 LATEX = [
     {"left": "$$", "right": "$$", "display": True},
@@ -28,7 +28,7 @@ FALLBACK_EXAMPLES = ["What is 17 × 23? Put your final answer within \\boxed{}."
 
 def example_prompts(data_dir: Path | None, per_task: int = 2) -> list[list[Any]]:
     """A few problems of MATH-500, AIME and MathVista (with the image when the data has one)."""
-    from evalsuite.tasks import get_task
+    from k15.evalsuite.tasks import get_task
 
     examples: list[list[Any]] = []
     for name in ("math500", "aime24", "mathvista"):

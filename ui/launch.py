@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from k15.config import Config
-from serve.config import ServeConfig
+from k15.serve.config import ServeConfig
 
 
 class UIConfig(Config):
@@ -25,8 +25,8 @@ class UIConfig(Config):
 def run(cfg: UIConfig) -> int:
     from contextlib import nullcontext
 
-    from serve.stack import ServingStack
-    from ui.app import App
+    from k15.serve.stack import ServingStack
+    from k15.ui.app import App
 
     stack = ServingStack(cfg.serve) if cfg.endpoint is None else None
     with stack or nullcontext():

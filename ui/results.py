@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from evalsuite.report import load_summary, plot_accuracy_vs_tokens
+from k15.evalsuite.report import load_summary, plot_accuracy_vs_tokens
 
 SUMMARY_COLUMNS = ["run", "task", "model", "pass@1", "maj@n", "mean tokens", "mean reasoning tokens", "truncated"]
 SAMPLE_COLUMNS = ["run", "task", "id", "sample", "model", "correct", "truncated", "extracted", "gold", "tokens"]

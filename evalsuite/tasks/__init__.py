@@ -9,9 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalsuite.data import DataSource, load_rows
-
-MATH_PROMPT = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+from k15.evalsuite.data import DataSource, load_rows
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def available_tasks(
 ) -> dict[str, int]:
     """The tasks of ``limits`` (task → first N problems) whose data loads here; each other one is named with the
     reason, on stdout, and left out."""
-    from evalsuite.data import DataError
+    from k15.evalsuite.data import DataError
 
     kept = {}
     for name, limit in limits.items():
@@ -89,4 +87,4 @@ def png_bytes(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-from evalsuite.tasks import aime, arith, math500, mathvista  # noqa: E402,F401  (registers the tasks)
+from k15.evalsuite.tasks import aime, arith, math500, mathvista  # noqa: E402,F401  (registers the tasks)

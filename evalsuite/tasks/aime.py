@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from evalsuite.data import DataSource
-from evalsuite.tasks import MATH_PROMPT, Item, Task, register
+from k15.evalsuite.data import DataSource
+from k15.evalsuite.tasks import Item, Task, register
+from k15.prompts import MATH_PROMPT
 
 AIME24 = DataSource("HuggingFaceH4/aime_2024", "train", "aime24/test.jsonl")
 AIME25 = DataSource("MathArena/aime_2025", "train", "aime25/test.jsonl")

@@ -1,4 +1,4 @@
-"""``arith``: the CPU demo task (train/demo_task.py), arithmetic word problems in levels 1–5 with integer answers.
+"""``arith``: the CPU demo task (train/data/demo_task.py), arithmetic word problems in levels 1–5 with integer answers.
 
 The data is generated, not downloaded: ``k15 data demo DATA/arith`` writes ``heldout.jsonl`` (disjoint from the
 training split), read with ``--data-dir DATA``. The hub path is nominal; nothing is published under it.
@@ -6,8 +6,9 @@ training split), read with ``--data-dir DATA``. The hub path is nominal; nothing
 
 from typing import Any
 
-from evalsuite.data import DataSource
-from evalsuite.tasks import MATH_PROMPT, Item, Task, register
+from k15.evalsuite.data import DataSource
+from k15.evalsuite.tasks import Item, Task, register
+from k15.prompts import MATH_PROMPT
 
 
 def to_item(row: dict[str, Any], _dir: object) -> Item:

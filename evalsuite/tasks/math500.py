@@ -1,7 +1,8 @@
 """MATH-500: the 500-problem test subset of MATH (Lightman et al., "Let's Verify Step by Step")."""
 
-from evalsuite.data import DataSource
-from evalsuite.tasks import MATH_PROMPT, Item, Task, register
+from k15.evalsuite.data import DataSource
+from k15.evalsuite.tasks import Item, Task, register
+from k15.prompts import MATH_PROMPT
 
 register(
     Task(

@@ -3,8 +3,8 @@
 from pathlib import Path
 from typing import Any
 
-from evalsuite.data import DataSource
-from evalsuite.tasks import Item, Task, png_bytes, register
+from k15.evalsuite.data import DataSource
+from k15.evalsuite.tasks import Item, Task, png_bytes, register
 
 
 def to_item(row: dict[str, Any], data_dir: Path | None) -> Item:

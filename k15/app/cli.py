@@ -6,15 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from k15.config import ConfigError
-
-
-def _config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", metavar="FILE", help="YAML config file")
-    parser.add_argument(
-        "--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
-        help="override one config key, e.g. --set engine.max_model_len=2048 (repeatable)",
-    )  # fmt: skip
+from k15.command import config_args, run_handled
 
 
 def _human_size(n: float) -> str:
@@ -47,8 +39,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from k15.config import load_config
-    from serve import stack
-    from serve.config import ServeConfig
+    from k15.serve import stack
+    from k15.serve.config import ServeConfig
 
     overrides = list(args.overrides)
     for key in ("long", "short", "port", "host", "api_key"):
@@ -59,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from k15.config import load_config
-    from ui.launch import UIConfig, run
+    from k15.ui.launch import UIConfig, run
 
     overrides = list(args.overrides)
     for key in ("endpoint", "api_key", "host", "port", "data_dir", "auth"):
@@ -73,8 +65,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_report_long2short(args: argparse.Namespace) -> int:
     import json
 
-    from evalsuite import efficiency
     from k15.config import load_config
+    from k15.evalsuite import efficiency
 
     overrides = [f"run_dir={json.dumps(args.run_dir)}", *args.overrides]
     for key in ("long", "data_dir"):
@@ -97,19 +89,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(load_config(demo.DemoConfig, args.config, args.overrides))
 
 
-def run_handled(prog: str, command: Callable[[], int]) -> int:
-    """Run a CLI command: expected failures (bad config or input, a server that would not start) become one
-    ``prog: error: …`` line and exit code 2, never a traceback; Ctrl-C exits 130."""
-    try:
-        return command()
-    except (ConfigError, OSError, RuntimeError, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="k15", description="Kimi k1.5 reasoning models: train, serve, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub.add_parser("list", help="list local checkpoints with kind and size")
 
     serve = sub.add_parser("serve", help="serve the long-CoT and long2short checkpoints behind one OpenAI endpoint")
-    _config_args(serve)
+    config_args(serve)
     serve.add_argument("--long", metavar="PATH", help="long-CoT checkpoint (default: newest trained, else embedded)")
     serve.add_argument("--short", metavar="PATH", help="long2short checkpoint (default: newest trained, else embedded)")
     serve.add_argument("--host", help="bind address (default 127.0.0.1)")
@@ -128,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", help="require this key as 'Authorization: Bearer KEY' (or set K15_API_KEY)")
 
     ui = sub.add_parser("ui", help="the Gradio app: compare the reasoning modes, chat, browse eval results")
-    _config_args(ui)
+    config_args(ui)
     ui.add_argument("--endpoint", metavar="URL", help="k15 serve base URL (default: start k15 serve)")
     ui.add_argument("--api-key")
     ui.add_argument("--host", help="bind address (default 127.0.0.1)")
@@ -137,10 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--data-dir", metavar="DIR", help="local task data for example prompts")
     ui.add_argument("--auth", metavar="USER:PASSWORD", help="require a login")
 
-    from train.cli import add_train_parser
-    from train.data_cli import add_data_parser
+    from k15.app.data_cli import add_data_parser
+    from k15.app.train_cli import add_train_parser
 
-    add_train_parser(sub, _config_args)
+    add_train_parser(sub, config_args)
     add_data_parser(sub)
 
     report = sub.add_parser("report", help="reports over trained checkpoints")
@@ -150,14 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     long2short.add_argument("run_dir", metavar="RUN_DIR")
     long2short.add_argument("--long", metavar="PATH", help="the long-CoT model (default: the long2short ones' base)")
     long2short.add_argument("--data-dir", metavar="DIR", help="local copies of MATH-500 etc. (or K15_DATA_DIR)")
-    _config_args(long2short)
+    config_args(long2short)
 
     demo = sub.add_parser(
         "demo",
         help="the main job: the whole recipe at demo scale (SFT → RL → long2short → "
         "report → serve → evalsuite → ui), resumable",
     )
-    _config_args(demo)
+    config_args(demo)
     return parser
 
 
@@ -172,8 +151,8 @@ COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from train.cli import TRAIN_COMMANDS
-    from train.data_cli import DATA_COMMANDS
+    from k15.app.data_cli import DATA_COMMANDS
+    from k15.app.train_cli import TRAIN_COMMANDS
 
     args = build_parser().parse_args(argv)
     second = {"models": "models_command", "train": "train_command", "data": "data_command",

@@ -4,7 +4,7 @@ Each problem gets k samples under a long-CoT system prompt. Samples that the sha
 evalsuite and the RL reward) verifies are kept as prompt/response rows in the k15 convention, at most
 ``keep_per_problem`` per problem. The run is resumable: OUTPUT grows problem by problem and
 ``OUTPUT.progress.jsonl`` lists every finished problem, including those with no correct sample, so a rerun asks
-nothing about them. The journal and endpoint helpers here are shared with :mod:`train.curate`.
+nothing about them. The journal and endpoint helpers here are shared with :mod:`k15.train.data.curate`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from evalsuite.generate import Completion, EndpointGenerator
-from evalsuite.grading import grade
 from k15.chat import THINK_END, split_reasoning
-from train.data import Problem, write_jsonl
+from k15.client import Completion, EndpointGenerator
+from k15.grading import grade
+from k15.train.data.formats import Problem, write_jsonl
 
 SYSTEM_PROMPT = (
     "You are a meticulous problem solver. Think through the problem at length before answering: work step by step, "

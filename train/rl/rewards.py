@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from evalsuite.grading import Grade, grade
+from k15.grading import Grade, grade
 
 
 def task_reward(task: str, response: str, record: Mapping[str, Any], finish_reason: str | None = None) -> Grade:

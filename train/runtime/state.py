@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from train.distributed import barrier, rank
+from k15.train.runtime.distributed import barrier, rank
 
 LATEST = "k15-latest"
 

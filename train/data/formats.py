@@ -114,7 +114,7 @@ def load_problems(
     answer_field: str = "answer",
 ) -> list[Problem]:
     """Problems of a JSONL file. A row may name its grader in ``task``; ``{problem}`` in the template is its text."""
-    from evalsuite.grading import GRADERS
+    from k15.grading import GRADERS
 
     def known_task(row: dict[str, Any]) -> str | None:
         row_task = str(row.get("task") or task)

@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import Field
 
+from k15.app.pipeline import LongCoTPipelineConfig
 from k15.config import Config
-from serve.config import ServeConfig
-from train.pipeline import LongCoTPipelineConfig
+from k15.serve.config import ServeConfig
 
 
 class FinalEvalConfig(Config):
@@ -73,12 +73,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run(cfg: DemoConfig) -> int:
-    from evalsuite import efficiency
-    from evalsuite.runner import EvalConfig
-    from evalsuite.runner import run as run_eval
-    from evalsuite.tasks import available_tasks
-    from serve.stack import ServingStack
-    from train import pipeline
+    from k15.app import pipeline
+    from k15.evalsuite import efficiency
+    from k15.evalsuite.runner import EvalConfig
+    from k15.evalsuite.runner import run as run_eval
+    from k15.evalsuite.tasks import available_tasks
+    from k15.serve.stack import ServingStack
 
     signal.signal(signal.SIGTERM, _interrupt)
     stages = Stages()
@@ -115,8 +115,8 @@ def run(cfg: DemoConfig) -> int:
         (run_dir / "timings.json").write_text(json.dumps(stages.seconds, indent=2) + "\n")
         print(f"k15 demo: results in {run_dir} (report.json, long2short-report/, evals/, timings.json)", flush=True)
         if cfg.ui:
-            from ui.launch import UIConfig
-            from ui.launch import run as run_ui
+            from k15.ui.launch import UIConfig
+            from k15.ui.launch import run as run_ui
 
             results = [str(evals), str(report_cfg.out_dir() / "evals" / efficiency.LONG)]
             ui = UIConfig(endpoint=stack.base_url, api_key=serve.api_key, port=cfg.ui_port, results=results,

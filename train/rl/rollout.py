@@ -1,5 +1,5 @@
 """Rollouts through vLLM: one engine per trainer rank, started from the policy's checkpoint and kept in step
-with the trainer by in-memory weight sync (:mod:`train.weight_sync`)."""
+with the trainer by in-memory weight sync (:mod:`k15.train.rl.weight_sync`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pydantic import Field
 
 from k15.config import Config
 from k15.engine import EngineConfig
-from train.distributed import without_launcher_env
-from train.weight_sync import WORKER_EXTENSION, push_weights
+from k15.train.rl.weight_sync import WORKER_EXTENSION, push_weights
+from k15.train.runtime.distributed import without_launcher_env
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from evalsuite.tasks import MATH_PROMPT
+from k15.prompts import MATH_PROMPT
 
 if TYPE_CHECKING:
-    from train.data import Problem
-    from train.warmup import Endpoint
+    from k15.train.data.formats import Problem
+    from k15.train.data.warmup import Endpoint
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -72,8 +72,8 @@ def add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _problems(args: argparse.Namespace) -> list[Problem]:
-    from evalsuite.grading import get_grader
-    from train.data import load_problems
+    from k15.grading import get_grader
+    from k15.train.data.formats import load_problems
 
     get_grader(args.task)
     try:
@@ -86,14 +86,14 @@ def _problems(args: argparse.Namespace) -> list[Problem]:
 
 
 def _endpoint(args: argparse.Namespace) -> Endpoint:
-    from train.warmup import Endpoint
+    from k15.train.data.warmup import Endpoint
 
     return Endpoint(args.endpoint, args.api_key or os.environ.get("OPENAI_API_KEY"), args.model, args.concurrency,
                     args.timeout, args.retries, args.seed)  # fmt: skip
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from train.demo_task import make_splits
+    from k15.train.data.demo_task import make_splits
 
     for name, path in make_splits(args.out_dir, args.train, args.heldout, args.sft, args.seed).items():
         print(f"{name:<8} {getattr(args, name):>6} rows  {path}")
@@ -101,7 +101,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_warmup(args: argparse.Namespace) -> int:
-    from train.warmup import SYSTEM_PROMPT, warmup
+    from k15.train.data.warmup import SYSTEM_PROMPT, warmup
 
     system_prompt = SYSTEM_PROMPT if args.system_prompt is None else args.system_prompt
     warmup(_problems(args), args.output, _endpoint(args), k=args.k, temperature=args.temperature,
@@ -110,7 +110,7 @@ def cmd_warmup(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    from train.curate import curate
+    from k15.train.data.curate import curate
 
     curate(_problems(args), args.output, _endpoint(args), problem_field=args.problem_field, k=args.k,
            temperature=args.temperature, max_tokens=args.max_tokens, hack_tries=args.hack_tries,

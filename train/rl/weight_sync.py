@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-WORKER_EXTENSION = "train.weight_sync.WeightSyncWorker"
+WORKER_EXTENSION = "k15.train.rl.weight_sync.WeightSyncWorker"
 
 
 class WeightSyncWorker:

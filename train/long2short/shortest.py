@@ -9,10 +9,10 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from k15.checkpoint import Kind
-from train.data import write_jsonl
-from train.distributed import barrier, rank
-from train.long2short_samples import SampledMethodConfig, collect_samples, summary
-from train.sft import SFTConfig, SFTTrainer
+from k15.train.data.formats import write_jsonl
+from k15.train.long2short.samples import SampledMethodConfig, collect_samples, summary
+from k15.train.runtime.distributed import barrier, rank
+from k15.train.sft import SFTConfig, SFTTrainer
 
 Row = dict[str, Any]
 SFT_FILE = "shortest.jsonl"

@@ -2,7 +2,7 @@
 comparison of the warm-up and RL checkpoints (``configs/demo-long-cot.yaml`` on the embedded default) — and the
 long2short stage after it (:func:`run_long2short`, part of ``make demo``): the configured methods on the RL checkpoint.
 
-Each stage runs as its own process (``python -m train sft|rl|long2short``, the same entry the DeepSpeed launcher
+Each stage runs as its own process (``python -m k15 train sft|rl|long2short``, the same entry the DeepSpeed launcher
 uses), skips itself when its output exists and resumes itself after a kill.
 """
 
@@ -22,14 +22,16 @@ from pydantic import Field, model_validator
 from k15 import paths
 from k15.checkpoint import read_info
 from k15.config import Config
-from train.rl import RLConfig
-from train.sft import SFTConfig
+from k15.train.long2short import METHODS as LONG2SHORT_METHODS
+from k15.train.rl.trainer import RLConfig
+from k15.train.sft import SFTConfig
 
-Method = Literal["merge", "shortest", "dpo", "rl"]
+Method = Literal[tuple(LONG2SHORT_METHODS)]  # type: ignore[valid-type]  # the registered long2short methods
 
 
 class DemoDataConfig(Config):
-    """The generated arithmetic task (:mod:`train.demo_task`); ``dir`` holds ``arith/{train,heldout,sft}.jsonl``."""
+    """The generated arithmetic task (:mod:`k15.train.data.demo_task`); ``dir`` holds
+    ``arith/{train,heldout,sft}.jsonl``."""
 
     dir: str | None = Field(None, description="default: <run dir>/data")
     train: int = Field(1000, ge=1)
@@ -86,20 +88,19 @@ class LongCoTPipelineConfig(Config):
 
     def long2short_config(self, method: str) -> Config:
         """The config of one long2short method, trained from the RL checkpoint."""
-        from train import dpo, merge, shortest
+        from k15.train import long2short
 
         stage, out = self.long2short, self.run_dir() / "long2short"
         long = str(self.run_dir() / "rl" / "final")
         where = {"output_dir": str(out / method), "name": f"{self.name}-long2short-{method}"}
         prompts = {**getattr(stage, method).get("data", {}), "path": str(self.data_dir() / "arith" / "train.jsonl"),
                    "task": "arith"}  # fmt: skip
+        cls = long2short.config_class(method)
         if method == "merge":
             short = stage.merge.get("short") or self.model or "default"
-            return merge.MergeConfig.model_validate({**stage.merge, "long": long, "short": short, **where})
+            return cls.model_validate({**stage.merge, "long": long, "short": short, **where})
         if method == "rl":
-            fixed = {"model": long, "data": prompts, "kind": "long2short", "method": "rl", **where}
-            return RLConfig.model_validate({**stage.rl, **fixed})
-        cls = shortest.ShortestConfig if method == "shortest" else dpo.Long2ShortDPOConfig
+            return cls.model_validate({**stage.rl, "model": long, "data": prompts, "method": "rl", **where})
         fixed = {"model": long, "data": prompts, "samples": str(out / "samples.jsonl"), **where}
         return cls.model_validate({**getattr(stage, method), **fixed})
 
@@ -113,7 +114,7 @@ class LongCoTPipelineConfig(Config):
 
 
 def _run_stage(stage: str, config: Config, run_dir: Path, method: str | None = None) -> Path:
-    """Run ``python -m train STAGE [--method M]`` on a written-out config (skipped when its final checkpoint
+    """Run ``python -m k15 train STAGE [--method M]`` on a written-out config (skipped when its final checkpoint
     exists: for RL, of the last iteration)."""
     final = config.run_dir() / "final"  # type: ignore[attr-defined]
     info = read_info(final) if (final / "k15.json").is_file() else None
@@ -125,7 +126,7 @@ def _run_stage(stage: str, config: Config, run_dir: Path, method: str | None = N
     config_file = run_dir / f"{stage}{'-' + method if method else ''}.yaml"
     config_file.write_text(yaml.safe_dump(json.loads(config.model_dump_json()), sort_keys=False))
     print(f"k15 pipeline: stage {label} ({config_file})", flush=True)
-    command = [sys.executable, "-m", "train", stage, *(["--method", method] if method else []), "--config",
+    command = [sys.executable, "-m", "k15", "train", stage, *(["--method", method] if method else []), "--config",
                str(config_file)]  # fmt: skip
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
@@ -137,7 +138,7 @@ def evaluate(checkpoint: Path, cfg: LongCoTPipelineConfig, out: Path) -> dict[st
     """Held-out accuracy of ``checkpoint`` (evalsuite, task ``arith``); per-sample-index accuracies show the noise."""
     if not (out / "summary.json").is_file():
         e = cfg.eval
-        command = [sys.executable, "-m", "evalsuite.cli", "run", "arith", "--backend", "vllm", "--model-path",
+        command = [sys.executable, "-m", "k15.evalsuite.cli", "run", "arith", "--backend", "vllm", "--model-path",
                    str(checkpoint), "--data-dir", str(cfg.data_dir()), "--out", str(out), "--limit", str(e.problems),
                    "--samples", str(e.samples), "--temperature", str(e.temperature), "--max-tokens-long",
                    str(e.max_tokens), "--set", "engine.enforce_eager=true"]  # fmt: skip
@@ -174,7 +175,7 @@ def plot_curve(run_dir: Path, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from train.metrics_log import read_metrics
+    from k15.train.runtime.metrics_log import read_metrics
 
     rows = read_metrics(run_dir)
     steps = [r["step"] for r in rows]
@@ -193,7 +194,7 @@ def plot_curve(run_dir: Path, out: Path) -> Path:
 
 
 def run(cfg: LongCoTPipelineConfig) -> dict[str, Any]:
-    from train.demo_task import make_splits
+    from k15.train.data.demo_task import make_splits
 
     run_dir = cfg.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -207,7 +207,7 @@ def _on_answer(grade_fn: Callable[..., Grade]) -> Grader:
 
 
 def _mathvista(response: str, record: Mapping[str, Any], **options: Any) -> Grade:
-    from evalsuite.mathvista import grade_mathvista  # mathvista imports this module
+    from k15.grading.mathvista import grade_mathvista  # mathvista imports this module
 
     return grade_mathvista(response, record, **options)
 

@@ -1,5 +1,5 @@
 """``k15 train sft|rl|long-cot|long2short``. Multi-rank runs use the DeepSpeed launcher on the module entry point:
-``deepspeed [--hostfile H] [--num_gpus N] --module train rl --config FILE`` (see ``train/__main__.py``)."""
+``deepspeed [--hostfile H] [--num_gpus N] --module k15 train rl --config FILE`` (see ``train/__main__.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-LONG2SHORT_METHODS = ("merge", "shortest", "dpo", "rl")
+from k15.train.long2short import METHODS as LONG2SHORT_METHODS
 
 
 def add_train_parser(sub: argparse._SubParsersAction, config_args: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -20,13 +20,13 @@ def add_train_parser(sub: argparse._SubParsersAction, config_args: Callable[[arg
     config_args(train_sub.add_parser("long-cot", help="demo data → warm-up SFT → RL → held-out comparison"))
     long2short = train_sub.add_parser("long2short", help="a short-CoT model from a long-CoT one (§2.4): merge, "
                                       "shortest rejection sampling, DPO or RL with the length penalty")  # fmt: skip
-    long2short.add_argument("--method", required=True, choices=LONG2SHORT_METHODS)
+    long2short.add_argument("--method", required=True, choices=list(LONG2SHORT_METHODS))
     config_args(long2short)
 
 
 def cmd_train_sft(args: argparse.Namespace) -> int:
     from k15.config import load_config
-    from train.sft import SFTConfig, SFTTrainer
+    from k15.train.sft import SFTConfig, SFTTrainer
 
     final = SFTTrainer(load_config(SFTConfig, args.config, args.overrides)).train()
     print(f"k15 train sft: checkpoint {final}")
@@ -35,7 +35,7 @@ def cmd_train_sft(args: argparse.Namespace) -> int:
 
 def cmd_train_rl(args: argparse.Namespace) -> int:
     from k15.config import load_config
-    from train.rl import RLConfig, RLTrainer
+    from k15.train.rl.trainer import RLConfig, RLTrainer
 
     final = RLTrainer(load_config(RLConfig, args.config, args.overrides)).train()
     print(f"k15 train rl: checkpoint {final}")
@@ -43,36 +43,19 @@ def cmd_train_rl(args: argparse.Namespace) -> int:
 
 
 def cmd_train_long_cot(args: argparse.Namespace) -> int:
+    from k15.app.pipeline import LongCoTPipelineConfig, run
     from k15.config import load_config
-    from train.pipeline import LongCoTPipelineConfig, run
 
     run(load_config(LongCoTPipelineConfig, args.config, args.overrides))
     return 0
 
 
 def run_long2short(method: str, config: str | None, overrides: Sequence[str]) -> Path:
-    """Run one long2short method from its config (``rl``: RLConfig with kind long2short); returns the checkpoint."""
-    from k15.checkpoint import Kind
+    """Run one long2short method from its config; returns the checkpoint."""
     from k15.config import load_config
+    from k15.train import long2short
 
-    if method == "merge":
-        from train import merge
-
-        return merge.run(load_config(merge.MergeConfig, config, overrides))
-    if method == "shortest":
-        from train import shortest
-
-        return shortest.run(load_config(shortest.ShortestConfig, config, overrides))
-    if method == "dpo":
-        from train import dpo
-
-        return dpo.run(load_config(dpo.Long2ShortDPOConfig, config, overrides))
-    from train.rl import RLConfig, RLTrainer
-
-    cfg = load_config(RLConfig, config, [*overrides, f"kind={Kind.long2short}"])
-    if "name" not in cfg.model_fields_set:  # not the long-CoT RL run's default directory
-        cfg.name = "long2short-rl"
-    return RLTrainer(cfg).train()
+    return long2short.run(method, load_config(long2short.config_class(method), config, overrides))
 
 
 def cmd_train_long2short(args: argparse.Namespace) -> int:

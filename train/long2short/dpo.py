@@ -13,14 +13,14 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from k15.checkpoint import Kind
-from train.data import SFTExample, load_preference_pairs, write_jsonl
-from train.distributed import all_gather_objects, barrier, rank
-from train.logprobs import sequence_logprobs
-from train.long2short_samples import SampledMethodConfig, collect_samples, summary
-from train.loss import dpo_loss
-from train.offline import OfflineConfig, OfflineTrainer
-from train.sft import encode_example
-from train.shortest import shortest_correct
+from k15.train.data.formats import SFTExample, load_preference_pairs, write_jsonl
+from k15.train.long2short.samples import SampledMethodConfig, collect_samples, summary
+from k15.train.long2short.shortest import shortest_correct
+from k15.train.rl.loss import dpo_loss
+from k15.train.runtime.distributed import all_gather_objects, barrier, rank
+from k15.train.runtime.logprobs import sequence_logprobs
+from k15.train.runtime.offline import OfflineConfig, OfflineTrainer
+from k15.train.sft import encode_example
 
 Row = dict[str, Any]
 PAIRS_FILE = "pairs.jsonl"

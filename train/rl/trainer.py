@@ -4,7 +4,7 @@ One iteration i, on every rank:
   1. sample prompts (curriculum + prioritized, §2.3.4); this rank takes its share;
   2. roll out k responses per prompt with vLLM from π_θi, continuing unfinished partial rollouts (§2.6.2);
   3. reward: the verifier (evalsuite's grader) plus the length reward (§2.3.3) once the warm-up is over;
-  4. log π_θi(y|x) once, then ``epochs × mini_batches`` optimizer steps on paper Eq. 3 (:mod:`train.loss`);
+  4. log π_θi(y|x) once, then ``epochs × mini_batches`` optimizer steps on paper Eq. 3 (:mod:`k15.train.rl.loss`);
   5. push the new weights π_θi+1 into the vLLM engine in memory; log metrics; save the resumable state.
 """
 
@@ -19,14 +19,19 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from evalsuite.tasks import MATH_PROMPT
 from k15 import paths
 from k15.checkpoint import CheckpointInfo, Kind
 from k15.config import Config
 from k15.models import resolve_model
 from k15.precision import describe
-from train.data import Problem, load_problems
-from train.deepspeed_setup import (
+from k15.prompts import MATH_PROMPT
+from k15.train.data.formats import Problem, load_problems
+from k15.train.rl.loss import mirror_descent_terms
+from k15.train.rl.partial_rollouts import ReplayBuffer, Trajectory, degenerate_repetition
+from k15.train.rl.rewards import length_rewards, task_reward
+from k15.train.rl.rollout import RolloutConfig, RolloutEngine, prompt_ids
+from k15.train.rl.sampling import ProblemSampler
+from k15.train.runtime.deepspeed_setup import (
     DeepSpeedConfig,
     build_engine,
     export_hf,
@@ -34,15 +39,10 @@ from train.deepspeed_setup import (
     load_policy,
     reset_optimizer_state,
 )
-from train.distributed import all_gather_objects, barrier, init_distributed, rank, world_size
-from train.logprobs import sequence_logprobs
-from train.loss import mirror_descent_terms
-from train.metrics_log import MetricsLogger
-from train.partial_rollouts import ReplayBuffer, Trajectory, degenerate_repetition
-from train.rewards import length_rewards, task_reward
-from train.rollout import RolloutConfig, RolloutEngine, prompt_ids
-from train.sampling import ProblemSampler
-from train.state import load_state, save_state
+from k15.train.runtime.distributed import all_gather_objects, barrier, init_distributed, rank, world_size
+from k15.train.runtime.logprobs import sequence_logprobs
+from k15.train.runtime.metrics_log import MetricsLogger
+from k15.train.runtime.state import load_state, save_state
 
 
 class PromptDataConfig(Config):

@@ -2,7 +2,7 @@
 
 A level-L problem chains L operations (add, subtract, multiply, exact divide) on a count of objects; level 1 uses
 numbers up to 20, each higher level somewhat larger ones; every intermediate value and the answer lie in 1..999.
-Everything is deterministic from the seed. Rows follow the RL prompt-set format of :mod:`train.data`.
+Everything is deterministic from the seed. Rows follow the RL prompt-set format of :mod:`k15.train.data.formats`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from train.data import write_jsonl
+from k15.train.data.formats import write_jsonl
 
 LEVELS = (1, 2, 3, 4, 5)
 MAX_VALUE = 999
@@ -114,9 +114,9 @@ def trace(row: dict[str, Any]) -> str:
 
     Written as it follows a k15 prompt: the chat template's generation prompt already opens ``<think>\\n``, so the
     response starts inside the think block (no ``<think>`` of its own) and closes it: ``steps\\n</think>\\n\\nanswer``
-    (see :func:`train.warmup.sft_response`).
+    (see :func:`k15.train.data.warmup.sft_response`).
     """
-    from train.warmup import sft_response
+    from k15.train.data.warmup import sft_response
 
     steps = check_steps(row)
     lines = [f"Step {i}: {a} {op} {n} = {result}" for i, (a, op, n, result) in enumerate(steps, 1)]
@@ -129,7 +129,7 @@ def make_splits(out_dir: str | Path, train: int = 2000, heldout: int = 200, sft:
                 seed: int = 0) -> dict[str, Path]:  # fmt: skip
     """Write ``train.jsonl`` and ``heldout.jsonl`` (RL prompts) and ``sft.jsonl`` (prompt/response traces) to
     ``out_dir``, from disjoint slices of one set of distinct problems; returns the paths by split name."""
-    from evalsuite.tasks import MATH_PROMPT
+    from k15.prompts import MATH_PROMPT
 
     rows = generate(heldout + train + sft, seed)
     out, paths = Path(out_dir), {}

@@ -17,10 +17,10 @@ from k15.checkpoint import CheckpointInfo, Kind
 from k15.config import Config
 from k15.models import resolve_model
 from k15.precision import describe
-from train.deepspeed_setup import DeepSpeedConfig, build_engine, export_hf, load_policy
-from train.distributed import all_gather_objects, barrier, init_distributed, rank, world_size
-from train.metrics_log import MetricsLogger
-from train.state import load_state, save_state
+from k15.train.runtime.deepspeed_setup import DeepSpeedConfig, build_engine, export_hf, load_policy
+from k15.train.runtime.distributed import all_gather_objects, barrier, init_distributed, rank, world_size
+from k15.train.runtime.metrics_log import MetricsLogger
+from k15.train.runtime.state import load_state, save_state
 
 
 class OfflineConfig(Config):

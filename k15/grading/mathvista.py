@@ -15,7 +15,7 @@ from typing import Any
 
 import sympy
 
-from evalsuite.grading import NUMBER, Grade, answer_text, extract_answer, parse_answer
+from k15.grading import NUMBER, Grade, answer_text, extract_answer, parse_answer
 
 Extractor = Callable[[str, Mapping[str, Any]], str | None]
 """``extractor(answer_text, record) -> extraction``; the rule-based one is :func:`extract_mathvista`."""

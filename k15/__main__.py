@@ -1,10 +1,10 @@
-"""``python -m train sft|rl|long2short …``: the entry point the ``deepspeed`` launcher runs on every rank
-(``deepspeed --module train rl --config FILE``)."""
+"""``python -m k15 …``: the ``k15`` command, and the entry point the ``deepspeed`` launcher runs on every rank
+(``deepspeed --module k15 train rl --config FILE``)."""
 
 import os
 import sys
 
-from k15.cli import main
+from k15.app.cli import main
 
 
 def _without_local_rank(argv: list[str]) -> list[str]:
@@ -19,4 +19,4 @@ def _without_local_rank(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":  # vLLM spawns processes that re-import the main module
-    sys.exit(main(["train", *_without_local_rank(sys.argv[1:])]))
+    sys.exit(main(_without_local_rank(sys.argv[1:])))

@@ -1,6 +1,6 @@
 """Sampling for the shortest and DPO long2short methods (§2.4): n responses per prompt from the long-CoT checkpoint
 with vLLM, each graded by the shared verifier. One JSONL record per prompt, appended as it finishes (with the
-:class:`train.warmup.Journal` progress file beside it), so a killed run resumes with the prompts not yet done:
+:class:`k15.train.data.warmup.Journal` progress file beside it), so a killed run resumes with the prompts not yet done:
 
     {"id", "prompt", "gold", "task", "samples": [{"text", "tokens", "correct", "finish_reason"}]}
 
@@ -22,12 +22,12 @@ from k15 import paths
 from k15.config import Config
 from k15.engine import EngineConfig
 from k15.models import resolve_model
-from train.data import Problem
-from train.distributed import init_distributed, rank, world_size
-from train.rewards import task_reward
-from train.rl import PromptDataConfig
-from train.rollout import RolloutEngine, Segment, prompt_ids
-from train.warmup import Journal
+from k15.train.data.formats import Problem
+from k15.train.data.warmup import Journal
+from k15.train.rl.rewards import task_reward
+from k15.train.rl.rollout import RolloutEngine, Segment, prompt_ids
+from k15.train.rl.trainer import PromptDataConfig
+from k15.train.runtime.distributed import init_distributed, rank, world_size
 
 Row = dict[str, Any]
 C = TypeVar("C", bound=Config)

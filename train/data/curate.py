@@ -6,8 +6,8 @@
   (``chat_template_kwargs: {"enable_thinking": false}``), ``hack_tries`` times; one correct answer drops the item.
 * The rest get a difficulty from the model itself: k samples at high temperature, difficulty = 1 − pass rate.
 
-Resumable like :mod:`train.warmup` (OUTPUT plus ``OUTPUT.progress.jsonl``); the removal report covers every finished
-problem and is also written to ``OUTPUT.report.json``.
+Resumable like :mod:`k15.train.data.warmup` (OUTPUT plus ``OUTPUT.progress.jsonl``); the removal report covers
+every finished problem and is also written to ``OUTPUT.report.json``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from evalsuite.generate import Completion
-from evalsuite.grading import grade
-from train.data import Problem
-from train.warmup import Endpoint, Journal, Row, Sampler, is_correct, raise_errors, run_problems
+from k15.client import Completion
+from k15.grading import grade
+from k15.train.data.formats import Problem
+from k15.train.data.warmup import Endpoint, Journal, Row, Sampler, is_correct, raise_errors, run_problems
 
 RULES = ("multiple-choice", "true-false", "proof", "non-math-answer", "hackable")
 DIRECT_PROMPT = "{problem}\n\nGive only the final answer within \\boxed{{}}, with no explanation."
