@@ -1,9 +1,11 @@
 """Training benchmark (issue: train): rollout, trainer and weight-sync speed, as ratios against baselines measured
 in the same process.
 
-1. Rollout: vLLM (the trainer's rollout engine) against Hugging Face ``generate`` on the same prompts and the same
-   token budget; target ≥ 3×.
-2. Trainer: training tokens/s turned into FLOP/s (6·N per token) against the bf16 matmul peak measured here.
+1. Rollout: vLLM (the trainer's rollout engine) against Hugging Face ``generate`` at its best — a plain HF model in
+   the same precision with its KV cache, batched like the rollouts, same prompts and token budget; target ≥ 3×.
+2. Trainer: training tokens/s turned into FLOP/s (6·N per token) against the matmul peak, measured here, of the
+   precision it trains in (``dtype: auto``: bf16 with native bf16, else fp32), and against a plain PyTorch AdamW
+   loop (no DeepSpeed) on the same model, sequences, micro-batches and precision.
 3. Iteration: the share of each RL iteration spent in rollout, log-probs, training and weight sync; target sync ≤ 5%.
 
     python bench/bench_train.py [--model PATH] [--prompts 32] [--max-tokens 128] [--iterations 3]
@@ -13,31 +15,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
+from bench_precision import matmul_flops
 
 from k15.config import load_config
+from k15.precision import describe, torch_dtype
 from k15.train.data.demo_task import make_splits
 from k15.train.rl.trainer import RLConfig, RLTrainer
+from k15.train.runtime.logprobs import sequence_logprobs
 
 
-def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
-    """bf16 matmul FLOP/s on this machine (best of ``repeats``)."""
-    a, b = torch.randn(size, size, dtype=torch.bfloat16), torch.randn(size, size, dtype=torch.bfloat16)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+def plain_model(trainer: RLTrainer, work: Path) -> Any:
+    """The policy as a plain Hugging Face model in the trainer's precision (no DeepSpeed wrapper)."""
+    from transformers import AutoModelForCausalLM
+
+    trainer.engine.module.save_pretrained(work / "plain")
+    return AutoModelForCausalLM.from_pretrained(work / "plain", dtype=torch_dtype(trainer.cfg.deepspeed.dtype))
 
 
-def hf_generate_tokens_per_s(trainer: RLTrainer, prompts: list[list[int]], max_tokens: int) -> float:
-    model, tokenizer = trainer.engine.module, trainer.tokenizer
+def hf_generate_tokens_per_s(model: Any, tokenizer: Any, prompts: list[list[int]], max_tokens: int) -> float:
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])  # left padding
     mask = (torch.arange(width)[None, :] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()
@@ -50,6 +53,20 @@ def hf_generate_tokens_per_s(trainer: RLTrainer, prompts: list[list[int]], max_t
     new = out[:, width:]
     generated = int(sum((row != tokenizer.pad_token_id).sum() for row in new))
     return generated / seconds
+
+
+def plain_train_tokens_per_s(model: Any, samples: list[dict[str, Any]], micro: int, pad_id: int) -> float:
+    """Training tokens/s of a plain PyTorch AdamW loop on the same sequences, micro-batches and loss terms."""
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    start = time.perf_counter()
+    for j in range(0, len(samples), micro):
+        batch = samples[j : j + micro]
+        logp, _, _ = sequence_logprobs(model, [s["ids"] for s in batch], [s["mask"] for s in batch], pad_id)
+        (-(logp * torch.tensor([s["advantage"] for s in batch], dtype=logp.dtype)).sum() / len(samples)).backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return sum(len(s["ids"]) for s in samples) / (time.perf_counter() - start)
 
 
 def vllm_tokens_per_s(trainer: RLTrainer, prompts: list[list[int]], max_tokens: int) -> float:
@@ -79,32 +96,45 @@ def main() -> None:
     (work / "rl.yaml").write_text(yaml.safe_dump(config))
     trainer = RLTrainer(load_config(RLConfig, work / "rl.yaml", []))
     prompts = [trainer.prompt_ids(i) for i in range(args.prompts)]
+    precision = trainer.cfg.deepspeed.dtype
+    print(f"bench-train: training precision {describe(precision)}", flush=True)
+    plain = plain_model(trainer, work)
 
     vllm_tokens_per_s(trainer, prompts[:4], 8)  # warm-up
     rates = {"hf": [], "vllm": []}
     for _ in range(2):  # alternate, so drift in machine load hits both
         rates["vllm"].append(vllm_tokens_per_s(trainer, prompts, args.max_tokens))
-        rates["hf"].append(hf_generate_tokens_per_s(trainer, prompts, args.max_tokens))
-    peak = matmul_peak()
+        rates["hf"].append(hf_generate_tokens_per_s(plain, trainer.tokenizer, prompts, args.max_tokens))
+    peak = matmul_flops(torch_dtype(precision), size=2048)
 
-    rows = []
+    trained: list[list[dict[str, Any]]] = []  # each iteration's samples, for the plain-PyTorch baseline
+    update = trainer.update
+    trainer.update = lambda samples: (trained.append(samples), update(samples))[1]  # type: ignore[method-assign]
+    rows, plain_rates = [], []
     for i in range(args.iterations):
-        rows.append(trainer.iteration(i))
+        rows.append(trainer.train_step(i))
         trainer.step += 1
+        plain_rates.append(plain_train_tokens_per_s(plain, trained[-1], config["deepspeed"]["micro_batch_size"],
+                                                    trainer.pad_id))  # fmt: skip
     trainer.rollout.close()
 
     params = sum(p.numel() for p in trainer.engine.module.parameters())
     steady = rows[1:] or rows
     mean = {k: sum(r[k] for r in steady) / len(steady) for k in steady[0]}
     train_flops = 6 * params * mean["train_tokens_per_s"]
+    plain_rate = statistics.mean(plain_rates[1:] or plain_rates)  # the first iteration warms up, as for ``steady``
     result = {
         "vllm_tokens_per_s": max(rates["vllm"]),
         "hf_generate_tokens_per_s": max(rates["hf"]),
         "rollout_speedup": max(rates["vllm"]) / max(rates["hf"]),
         "train_tokens_per_s": mean["train_tokens_per_s"],
         "train_flops": train_flops,
-        "bf16_matmul_peak_flops": peak,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "precision": describe(precision),
+        "matmul_peak_flops": peak,
         "train_flops_over_peak": train_flops / peak,
+        "plain_pytorch_train_tokens_per_s": plain_rate,
+        "train_over_plain_pytorch": mean["train_tokens_per_s"] / plain_rate,
         "iteration_s": mean["iteration_s"],
         **{f"share_{k}": mean[f"{k}_s"] / mean["iteration_s"] for k in ("rollout", "logprob", "train", "sync")},
         "sync_s": mean["sync_s"],

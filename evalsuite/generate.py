@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from k15.chat import THINK_END, split_reasoning
-from k15.checkpoint import Kind, read_info
+from k15.checkpoint import THINKING_KINDS, read_info
 from k15.client import Completion
 from k15.engine import EngineConfig
 
@@ -19,7 +19,7 @@ class VLLMGenerator:
         from vllm import LLM
 
         info = read_info(model_path)
-        self.thinks = bool(info and info.kind in (Kind.long_cot, Kind.long2short))
+        self.thinks = bool(info and info.kind in THINKING_KINDS)
         self.llm = LLM(model=str(model_path), **engine.llm_kwargs())
         self.end_id = self.llm.get_tokenizer().convert_tokens_to_ids(THINK_END)
 

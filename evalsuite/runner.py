@@ -26,7 +26,7 @@ from k15.engine import EngineConfig
 from k15.evalsuite.generate import VLLMGenerator
 from k15.evalsuite.metrics import summarize
 from k15.evalsuite.report import markdown_table, render, write_summary
-from k15.evalsuite.tasks import Item, Task, get_task
+from k15.evalsuite.tasks import Item, Task, get_task, task_data_dir
 from k15.grading import grade
 from k15.serve.config import ServeConfig
 
@@ -227,10 +227,8 @@ def run(cfg: EvalConfig) -> Path:
     tasks = [get_task(name) for name in cfg.tasks]
     out = Path(cfg.out or f"evals/{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    data_dir = Path(cfg.data_dir) if cfg.data_dir else None
-    dirs = {task.name: Path(cfg.task_data_dirs[task.name]) if task.name in cfg.task_data_dirs else data_dir
-            for task in tasks}  # fmt: skip
-    items = {task.name: task.items(dirs[task.name], cfg.task_limits.get(task.name, cfg.limit)) for task in tasks}
+    items = {task.name: task.items(task_data_dir(task.name, cfg.data_dir, cfg.task_data_dirs),
+                                   cfg.task_limits.get(task.name, cfg.limit)) for task in tasks}  # fmt: skip
     runner = Runner(cfg, out)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     if cfg.backend == "vllm":
@@ -254,7 +252,8 @@ def run(cfg: EvalConfig) -> Path:
                      "max_tokens_short": cfg.max_tokens_short, "seed": cfg.seed},
         "wall_s": round(sum(runner.state.values()), 1), "limit": cfg.limit, "task_limits": cfg.task_limits,
         "endpoint": where,
-        "data": {name: str(d) if d else "Hugging Face hub" for name, d in dirs.items()}, "started": started,
+        "data": {t.name: str(task_data_dir(t.name, cfg.data_dir, cfg.task_data_dirs) or "Hugging Face hub")
+                 for t in tasks}, "started": started,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"), "k15": __version__,
     }  # fmt: skip
     results = runner.summarise(tasks, targets, run_info)

@@ -73,7 +73,7 @@ def score_lines(
     path: Path, task: str, summary: Summary, *, think_opened_by_prompt: bool = False, errors: TextIO = sys.stderr
 ) -> Iterator[dict[str, Any]]:
     """Graded rows of the JSONL file ``path``; bad lines are reported as ``FILE:LINE: reason`` and counted."""
-    grader = get_grader(task)
+    grader = get_grader(task, "task")
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, 1):
             if not raw.strip():
@@ -105,7 +105,7 @@ def score_file(
     errors: TextIO = sys.stderr,
 ) -> Summary:
     """Grade ``path`` for ``task``; write the graded lines to ``out`` (atomically) or ``stdout``."""
-    get_grader(task)
+    get_grader(task, "task")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     summary = Summary()

@@ -19,6 +19,9 @@ class Kind(StrEnum):
     long2short = "long2short"
 
 
+THINKING_KINDS = frozenset({Kind.long_cot, Kind.long2short})  # checkpoints that think in <think>…</think> first
+
+
 class CheckpointInfo(BaseModel):
     """What a checkpoint is: its kind, where it came from, and how it was made."""
 

@@ -6,12 +6,14 @@ everywhere: the file (or ``--set``), the dotted key, and what was expected.
 
 from __future__ import annotations
 
+import functools
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 
 class ConfigError(ValueError):
@@ -25,6 +27,30 @@ class Config(BaseModel):
 
 
 C = TypeVar("C", bound=Config)
+
+
+@functools.cache
+def partial(cls: type[Config]) -> type[Config]:
+    """``cls`` with every key optional (nested sections too): the type of a config section that sets some of
+    ``cls``'s keys while its owner fixes the rest (a pipeline stage, a method's trainer). Unknown keys and wrong
+    types fail when the owner is loaded, named by their full path; :func:`merged` builds the real ``cls``."""
+    fields: dict[str, Any] = {}
+    for name, field in cls.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Config):
+            annotation = partial(annotation)
+        fields[name] = (typing.Optional[annotation], None)  # noqa: UP045  (built at run time)
+    return create_model(f"Partial{cls.__name__}", __base__=Config, __doc__=f"Some keys of {cls.__name__}.", **fields)
+
+
+def merged(cls: type[C], section: Config, fixed: dict[str, Any], label: str) -> C:
+    """``cls`` from the keys set in ``section`` (a :func:`partial` of it) plus ``fixed``; an error names
+    ``label.key``."""
+    try:
+        return cls.model_validate({**section.model_dump(exclude_unset=True), **fixed})
+    except ValidationError as exc:
+        errors = [f"{label}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise ValueError("; ".join(errors)) from None
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

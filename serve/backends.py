@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from k15.chat import THINK_END, THINK_START
-from k15.checkpoint import Kind, read_info
+from k15.checkpoint import THINKING_KINDS, read_info
 from k15.engine import EngineConfig
 from k15.serve.vllm_server import ServerError, VLLMServer
 
@@ -30,7 +30,7 @@ def is_multimodal(path: Path) -> bool:
 def reasoning_args(path: Path) -> list[str]:
     """vLLM flags for k15-trained checkpoints: the think-tag parser and the thinking-budget markers."""
     info = read_info(path)
-    if not info or info.kind not in (Kind.long_cot, Kind.long2short):
+    if not info or info.kind not in THINKING_KINDS:
         return []
     markers = json.dumps({"reasoning_start_str": THINK_START, "reasoning_end_str": THINK_END})
     return ["--reasoning-parser-plugin", str(REASONING_PARSER_PLUGIN), "--reasoning-parser", "k15",
@@ -63,7 +63,7 @@ class Backend:
     @property
     def thinks(self) -> bool:
         """k15-trained checkpoints think in ``<think>`` blocks and accept a thinking budget."""
-        return self.kind in (Kind.long_cot.value, Kind.long2short.value)
+        return self.kind in THINKING_KINDS
 
     @property
     def base_url(self) -> str:

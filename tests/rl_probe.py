@@ -36,7 +36,7 @@ def main(config_file: str) -> None:
     probe = trainer.prompt_ids(0) + trainer.tokenizer("Step 1: 2 + 3 = 5", add_special_tokens=False)["input_ids"]
     before = {k: v.detach().float().clone() for k, v in trainer.engine.module.state_dict().items()}
     vllm_before = vllm_logprobs(trainer, probe)
-    metrics = trainer.iteration(0)
+    metrics = trainer.train_step(0)
     after = trainer.engine.module.state_dict()
     moved = max((after[k].float() - before[k]).abs().max().item() for k in before)
     vllm_after, hf_after = vllm_logprobs(trainer, probe), trainer_logprobs(trainer, probe)

@@ -235,8 +235,8 @@ def test_errors_are_one_line_and_name_the_cause(tmp_path: Path) -> None:
         k15_data("warmup", "--endpoint", closed, *base)
     with pytest.raises(ValueError, match="not found"):
         k15_data("curate", "--endpoint", closed, "--input", str(tmp_path / "missing.jsonl"), "--output", "x.jsonl")
-    with pytest.raises(ValueError, match="unknown task 'nope'"):
-        k15_data("curate", "--endpoint", closed, *base, "--task", "nope")
+    with pytest.raises(ValueError, match="unknown grader 'nope'"):
+        k15_data("curate", "--endpoint", closed, *base, "--grader", "nope")
     with pytest.raises(ValueError, match="prompt-template"):
         k15_data("warmup", "--endpoint", closed, *base, "--prompt-template", "Solve: {question}")
     foreign = write_rows(tmp_path / "foreign.jsonl", [{"prompt": "p", "response": "r"}])

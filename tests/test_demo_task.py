@@ -39,7 +39,7 @@ def test_generation_is_deterministic_and_levels_take_turns() -> None:
     assert [r["problem"] for r in rows] != [r["problem"] for r in generate(100, seed=4)]
     assert [r["difficulty"] for r in rows[:10]] == [1, 2, 3, 4, 5] * 2
     assert len({r["problem"] for r in rows}) == len({r["id"] for r in rows}) == 100
-    assert {r["task"] for r in rows} == {"math"}
+    assert {r["grader"] for r in rows} == {"math"}
     assert all(len(r["steps"]) == r["difficulty"] for r in rows)
     assert {r["difficulty"] for r in generate(6, seed=0, levels=(2, 4))} == {2, 4}
     with pytest.raises(ValueError, match="levels"):

@@ -199,7 +199,7 @@ def test_registry() -> None:
     assert not grade("aime", "hmm</think>\\boxed{70}", {"answer": "70"}, finish_reason="length").correct
     mathvista = {"answer": "7", "question_type": "free_form", "answer_type": "integer", "choices": None}
     assert grade("mathvista", "The answer is 7.", mathvista).correct
-    with pytest.raises(ValueError, match=r"known tasks: .*math500"):
+    with pytest.raises(ValueError, match=r"unknown grader .nope.; known graders: .*math500"):
         grade("nope", "\\boxed{1}", {"answer": "1"})
 
 

@@ -30,7 +30,7 @@ def sample(text: str, tokens: int, correct: bool) -> dict[str, object]:
 
 
 def record(problem: str, *samples: dict[str, object]) -> dict[str, object]:
-    return {"id": problem, "prompt": f"prompt {problem}", "gold": "7", "task": "math", "samples": list(samples)}
+    return {"id": problem, "prompt": f"prompt {problem}", "gold": "7", "grader": "math", "samples": list(samples)}
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -241,7 +241,7 @@ def test_shortest_samples_keeps_the_shortest_correct_and_fine_tunes(shortest_run
     from k15.train.long2short.shortest import shortest_examples
 
     records = read_records(shortest_run / "samples.jsonl")
-    assert len(records) == 4 and all(r["gold"] == "7" and r["task"] == "math" for r in records)
+    assert len(records) == 4 and all(r["gold"] == "7" and r["grader"] == "math" for r in records)
     samples = [s for r in records for s in r["samples"]]
     assert len(samples) == 16 and all(
         0 < s["tokens"] <= 48 and s["finish_reason"] in ("stop", "length") for s in samples
@@ -315,7 +315,7 @@ def test_long2short_rl_is_the_rl_trainer_with_kind_long2short(
         "model": str(formatted), "data": {"path": str(prompts["train"])}, "output_dir": str(tmp_path / "run"),
         "iterations": 1, "prompts_per_iteration": 4, "save_every": 1, "tensorboard": False,
         "rollout": {"k": 4, "max_tokens": 48, "engine": ENGINE}, "length_penalty": {"warmup_iterations": 0},
-        "sampling": {"curriculum": False},
+        "prompt_sampling": {"curriculum": False},
         "deepspeed": {"lr": 1e-3, "micro_batch_size": 8},
     })  # fmt: skip
     result = subprocess.run([sys.executable, "-m", "k15", "train", "long2short", "--method", "rl", "--config", str(config)],

@@ -47,7 +47,7 @@ def rl_config(path: Path, model: Path, data: Path, out: Path, **changes: object)
         "prompts_per_iteration": 4, "tau": 0.1, "save_every": 1,
         "rollout": {"k": 4, "max_tokens": 96, "temperature": 1.0, "engine": ENGINE},
         "deepspeed": {"lr": 1e-3, "micro_batch_size": 8},
-        "sampling": {"curriculum": True, "prioritized": True},
+        "prompt_sampling": {"curriculum": True, "prioritized": True},
     }  # fmt: skip
     config.update(changes)
     path.write_text(yaml.safe_dump(config))
@@ -159,12 +159,12 @@ def test_bad_rows_are_reported_with_file_and_line_and_skipped(tmp_path: Path, ca
 
     data = tmp_path / "p.jsonl"
     data.write_text('{"problem": "1+1?", "answer": "2"}\n{not json\n{"problem": "x", "answer": ""}\n[1]\n'
-                    '{"problem": "2+2?", "answer": "4", "task": "nope"}\n{"problem": "3+3?", "answer": 6}\n')  # fmt: skip
+                    '{"problem": "2+2?", "answer": "4", "grader": "nope"}\n{"problem": "3+3?", "answer": 6}\n')  # fmt: skip
     problems = load_problems(data)
     assert [p.record["answer"] for p in problems] == ["2", "6"]
     messages = caplog.text
     for line, why in ((2, "not valid JSON"), (3, "missing or empty 'answer'"), (4, "not a JSON object"),
-                      (5, "unknown task 'nope'")):  # fmt: skip
+                      (5, "unknown grader 'nope'")):  # fmt: skip
         assert f"{data}:{line}: skipped: {why}" in messages
 
 

@@ -6,9 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from k15.train.rl.loss import group_mean, mirror_descent_loss
-from k15.train.rl.rewards import length_rewards, task_reward
+from k15.train.rl.loss import advantages, group_mean, mirror_descent_terms
+from k15.train.rl.rewards import length_rewards, verifier_reward
 from k15.train.rl.sampling import ProblemSampler
+
+
+def eq3_loss(
+    logp: torch.Tensor, ref: torch.Tensor, rewards: torch.Tensor, groups: torch.Tensor, tau: float
+) -> torch.Tensor:
+    """The loss exactly as the RL trainer builds it: advantages r − r̄ per prompt, then the mean Eq. 3 term."""
+    return mirror_descent_terms(logp, ref, advantages(rewards, groups), tau).mean()
 
 
 def test_loss_matches_hand_computation() -> None:
@@ -19,9 +26,8 @@ def test_loss_matches_hand_computation() -> None:
     tau = 0.5
     # prompt 0: r̄ = 0.5 → advantages +0.5, −0.5; prompt 1: r̄ = 1 → advantages 0, 0
     terms = [-0.5 * -2.0 + 0.25 * 0.5**2, 0.5 * -3.0 + 0.25 * 0.0, 0.0 + 0.25 * 0.5**2, 0.0 + 0.25 * 1.0**2]
-    loss, stats = mirror_descent_loss(logp, ref, rewards, groups, tau)
-    assert loss.item() == pytest.approx(sum(terms) / 4)
-    assert stats["sq_log_ratio"] == pytest.approx((0.25 + 0 + 0.25 + 1) / 4)
+    assert advantages(rewards, groups).tolist() == [0.5, -0.5, 0.0, 0.0]
+    assert eq3_loss(logp, ref, rewards, groups, tau).item() == pytest.approx(sum(terms) / 4)
 
 
 def test_group_mean_is_the_per_prompt_baseline() -> None:
@@ -44,7 +50,7 @@ def test_gradient_matches_eq3_and_finite_differences_on_a_tiny_model() -> None:
 
     with torch.no_grad():
         ref = seq_logp() + 0.1 * torch.randn(6, dtype=torch.double)  # π_θi differs from π_θ a little
-    loss, _ = mirror_descent_loss(seq_logp(), ref, rewards, groups, tau)
+    loss = eq3_loss(seq_logp(), ref, rewards, groups, tau)
     params = list(model.parameters())
     grads = torch.autograd.grad(loss, params)
 
@@ -60,16 +66,16 @@ def test_gradient_matches_eq3_and_finite_differences_on_a_tiny_model() -> None:
         eps = 1e-6
         with torch.no_grad():
             weight[index] += eps
-            up = mirror_descent_loss(seq_logp(), ref, rewards, groups, tau)[0].item()
+            up = eq3_loss(seq_logp(), ref, rewards, groups, tau).item()
             weight[index] -= 2 * eps
-            down = mirror_descent_loss(seq_logp(), ref, rewards, groups, tau)[0].item()
+            down = eq3_loss(seq_logp(), ref, rewards, groups, tau).item()
             weight[index] += eps
         assert grads[1][index].item() == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-8)
 
 
 def test_no_learning_signal_when_all_samples_agree() -> None:
     logp = torch.tensor([-2.0, -3.0], requires_grad=True)
-    loss, _ = mirror_descent_loss(logp, logp.detach(), torch.tensor([1.0, 1.0]), torch.tensor([0, 0]), tau=1.0)
+    loss = eq3_loss(logp, logp.detach(), torch.tensor([1.0, 1.0]), torch.tensor([0, 0]), tau=1.0)
     (grad,) = torch.autograd.grad(loss, logp)
     assert grad.abs().max().item() == 0.0
 
@@ -95,9 +101,9 @@ def test_length_rewards_reject_mismatched_inputs() -> None:
 
 def test_task_reward_uses_the_evalsuite_grader_on_text_after_thinking() -> None:
     record = {"answer": "\\frac{1}{2}"}
-    assert task_reward("math500", "half of one is 0.5</think>The answer is \\boxed{0.5}.", record).correct
-    assert not task_reward("math500", "it is \\boxed{1/2} I think", record).correct  # never closed its thinking
-    assert task_reward("math500", "x</think>\\boxed{1/2}", record, finish_reason="length").truncated
+    assert verifier_reward("math500", "half of one is 0.5</think>The answer is \\boxed{0.5}.", record).correct
+    assert not verifier_reward("math500", "it is \\boxed{1/2} I think", record).correct  # never closed its thinking
+    assert verifier_reward("math500", "x</think>\\boxed{1/2}", record, finish_reason="length").truncated
 
 
 def test_prioritized_sampling_follows_one_minus_success_rate() -> None:

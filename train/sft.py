@@ -15,7 +15,6 @@ from k15.train.data.formats import SFTExample, load_sft_examples
 from k15.train.rl.rollout import prompt_ids
 from k15.train.runtime.deepspeed_setup import DeepSpeedConfig
 from k15.train.runtime.distributed import all_gather_objects
-from k15.train.runtime.logprobs import pad_batch, token_logprobs
 from k15.train.runtime.offline import OfflineConfig, OfflineTrainer
 
 log = logging.getLogger(__name__)
@@ -63,12 +62,9 @@ class SFTTrainer(OfflineTrainer):
         loss_sum = 0.0
         for m, batch in enumerate(batches):
             self.engine.set_gradient_accumulation_boundary(m == len(batches) - 1)
-            pairs = [self.encoded[i] for i in batch] or [([self.tokenizer.pad_token_id] * 2, [0, 0])]
-            ids, attention, mask = pad_batch([p[0] for p in pairs], [p[1] for p in pairs], self.tokenizer.pad_token_id)
-            logp, _ = token_logprobs(self.engine, ids, attention)
-            nll = -(logp * mask).sum()
-            # token-mean over the global batch; DeepSpeed averages over ranks, hence the world-size factor
-            self.engine.backward(nll * self.world / total_tokens, scale_wrt_gas=False)
+            logp, _, _ = self.logprobs(self.engine, [self.encoded[i] for i in batch])
+            nll = -logp.sum()
+            self.backward(nll, total_tokens)  # the token mean over the global batch
             self.engine.step()
             loss_sum += float(nll)
         seconds = time.perf_counter() - started

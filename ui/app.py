@@ -13,6 +13,8 @@ from typing import Any
 import gradio as gr
 from openai import OpenAI
 
+from k15.checkpoint import THINKING_KINDS
+from k15.serve.config import ModelNames
 from k15.ui.results import SAMPLE_COLUMNS, SUMMARY_COLUMNS, filter_samples, load_runs, sample_details, sample_rows
 from k15.ui.streaming import Turn, stream_into
 
@@ -58,7 +60,9 @@ def user_content(prompt: str, image: Any) -> str | list[dict[str, Any]]:
 class App:
     """Holds the endpoint and the served models' kinds; builds the Blocks."""
 
-    def __init__(self, endpoint: str, api_key: str | None, results: list[Path], data_dir: Path | None) -> None:
+    def __init__(self, endpoint: str, api_key: str | None, results: list[Path], data_dir: Path | None,
+                 names: ModelNames | None = None) -> None:  # fmt: skip
+        self.names = names or ModelNames()  # the served names, as k15 serve's config sets them
         self.client = OpenAI(base_url=endpoint, api_key=api_key or "unused", max_retries=0, timeout=600)
         self.results = results
         self.data_dir = data_dir
@@ -74,7 +78,7 @@ class App:
 
     def params(self, model: str, temperature: float, max_tokens: int, budget: int, effort: str) -> dict[str, Any]:
         params: dict[str, Any] = {"temperature": temperature, "max_tokens": int(max_tokens)}
-        thinks = self.model_kinds().get(model) in ("long-cot", "long2short")
+        thinks = self.model_kinds().get(model) in THINKING_KINDS
         if budget and thinks:
             params["extra_body"] = {"max_thinking_tokens": int(budget)}
         if self.model_kinds().get(model) == "auto" and effort != "none":
@@ -112,7 +116,7 @@ class App:
              max_tokens: int) -> Iterator[tuple[Any, ...]]:  # fmt: skip
         if not (message or "").strip():
             raise gr.Error("Type a message first.")
-        model = {"long": "k15-long", "short": "k15-short", "auto": "k15"}[mode]
+        model = {"long": self.names.long, "short": self.names.short, "auto": self.names.auto}[mode]
         # Earlier turns without their thinking (the k15 convention); Gradio may hand content as text parts.
         past = [{"role": m["role"], "content": message_text(m.get("content"))} for m in history
                 if not (m.get("metadata") or {}).get("title")]  # fmt: skip
@@ -136,7 +140,7 @@ class App:
         return sample_rows(shown), shown, f"{len(shown)} of {len(samples or [])} samples"
 
     def build(self) -> gr.Blocks:
-        names = [*self.model_kinds()] or ["k15-long", "k15-short", "k15"]
+        names = [*self.model_kinds()] or [self.names.long, self.names.short, self.names.auto]
         with gr.Blocks(title="k15 — long-CoT vs long2short") as demo:
             gr.Markdown("# k15 · reasoning modes side by side")
             with gr.Tab("Compare"):

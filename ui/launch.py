@@ -33,7 +33,7 @@ def run(cfg: UIConfig) -> int:
         endpoint = cfg.endpoint or stack.base_url  # type: ignore[union-attr]
         api_key = cfg.api_key or (cfg.serve.api_key if stack else None)
         data_dir = Path(cfg.data_dir) if cfg.data_dir else None
-        app = App(endpoint, api_key, [Path(p) for p in cfg.results], data_dir).build()
+        app = App(endpoint, api_key, [Path(p) for p in cfg.results], data_dir, cfg.serve.names).build()
         auth = tuple(cfg.auth.split(":", 1)) if cfg.auth else None
         print(f"k15 ui: http://{cfg.host}:{cfg.port}  (models at {endpoint})", flush=True)
         app.queue(default_concurrency_limit=cfg.concurrency).launch(

@@ -3,11 +3,11 @@
 from typing import Any
 
 from k15.evalsuite.data import DataSource
-from k15.evalsuite.tasks import Item, Task, register
+from k15.evalsuite.tasks.base import Item, Task
 from k15.prompts import MATH_PROMPT
 
-AIME24 = DataSource("HuggingFaceH4/aime_2024", "train", "aime24/test.jsonl")
-AIME25 = DataSource("MathArena/aime_2025", "train", "aime25/test.jsonl")
+SOURCE_2024 = DataSource("HuggingFaceH4/aime_2024", "train", "aime24/test.jsonl")
+SOURCE_2025 = DataSource("MathArena/aime_2025", "train", "aime25/test.jsonl")
 
 
 def to_item(row: dict[str, Any], _dir: object) -> Item:
@@ -16,6 +16,6 @@ def to_item(row: dict[str, Any], _dir: object) -> Item:
     return Item(str(ident), MATH_PROMPT.format(problem=row["problem"]), {**row, "answer": str(row["answer"])})
 
 
-for name, sources, years in (("aime24", (AIME24,), "2024"), ("aime25", (AIME25,), "2025"),
-                             ("aime", (AIME24, AIME25), "2024 and 2025")):  # fmt: skip
-    register(Task(name, sources, to_item, "aime", f"AIME {years} (integer answers)", size=30 * len(sources)))
+AIME24 = Task("aime24", (SOURCE_2024,), to_item, "aime", "AIME 2024 (integer answers)", size=30)
+AIME25 = Task("aime25", (SOURCE_2025,), to_item, "aime", "AIME 2025 (integer answers)", size=30)
+AIME = Task("aime", (SOURCE_2024, SOURCE_2025), to_item, "aime", "AIME 2024 and 2025 (integer answers)", size=60)

@@ -7,7 +7,7 @@ training split), read with ``--data-dir DATA``. The hub path is nominal; nothing
 from typing import Any
 
 from k15.evalsuite.data import DataSource
-from k15.evalsuite.tasks import Item, Task, register
+from k15.evalsuite.tasks.base import Item, Task
 from k15.prompts import MATH_PROMPT
 
 
@@ -15,13 +15,11 @@ def to_item(row: dict[str, Any], _dir: object) -> Item:
     return Item(str(row["id"]), MATH_PROMPT.format(problem=row["problem"]), {**row, "answer": str(row["answer"])})
 
 
-register(
-    Task(
-        name="arith",
-        sources=(DataSource("k15/arith", "heldout", "arith/heldout.jsonl"),),
-        to_item=to_item,
-        grader="math",
-        description="CPU demo: generated arithmetic word problems, levels 1–5 (k15 data demo)",
-        size=None,
-    )
+ARITH = Task(
+    name="arith",
+    sources=(DataSource("k15/arith", "heldout", "arith/heldout.jsonl"),),
+    to_item=to_item,
+    grader="math",
+    description="CPU demo: generated arithmetic word problems, levels 1–5 (k15 data demo)",
+    size=None,
 )

@@ -4,7 +4,7 @@ from pathlib import Path
 from typing import Any
 
 from k15.evalsuite.data import DataSource
-from k15.evalsuite.tasks import Item, Task, png_bytes, register
+from k15.evalsuite.tasks.base import Item, Task, png_bytes
 
 
 def to_item(row: dict[str, Any], data_dir: Path | None) -> Item:
@@ -18,14 +18,12 @@ def to_item(row: dict[str, Any], data_dir: Path | None) -> Item:
     return Item(str(row["pid"]), row["query"], record, image)
 
 
-register(
-    Task(
-        name="mathvista",
-        sources=(DataSource("AI4Math/MathVista", "testmini", "mathvista/testmini.jsonl"),),
-        to_item=to_item,
-        grader="mathvista",
-        description="MathVista testmini (multi-choice, integer, float, list answers; images)",
-        multimodal=True,
-        size=1000,
-    )
+MATHVISTA = Task(
+    name="mathvista",
+    sources=(DataSource("AI4Math/MathVista", "testmini", "mathvista/testmini.jsonl"),),
+    to_item=to_item,
+    grader="mathvista",
+    description="MathVista testmini (multi-choice, integer, float, list answers; images)",
+    multimodal=True,
+    size=1000,
 )

@@ -41,7 +41,7 @@ def _endpoint_args(parser: argparse.ArgumentParser, k: int, max_tokens: int) -> 
     parser.add_argument("--concurrency", type=_count(1), default=8, help="requests in flight (default 8)")
     parser.add_argument("--problem-field", default="problem", help="field holding the problem (default problem)")
     parser.add_argument("--answer-field", default="answer", help="field holding the answer (default answer)")
-    parser.add_argument("--task", default="math", help="grader for rows without a 'task' field (default math)")
+    parser.add_argument("--grader", default="math", help="grader for rows that name none (default math)")
     parser.add_argument("--prompt-template", default=MATH_PROMPT, help="user prompt with {problem} (default: MATH)")
     parser.add_argument("--seed", type=int, default=0, help="sample i is requested with seed SEED+i (default 0)")
     parser.add_argument("--retries", type=_count(0), default=2, help="retries per request (default 2)")
@@ -75,14 +75,14 @@ def _problems(args: argparse.Namespace) -> list[Problem]:
     from k15.grading import get_grader
     from k15.train.data.formats import load_problems
 
-    get_grader(args.task)
+    get_grader(args.grader)
     try:
         args.prompt_template.format(problem="")
     except (KeyError, IndexError, ValueError) as exc:
         raise ValueError(f"--prompt-template: bad field {exc} (only {{problem}}; {{{{}}}} for braces)") from None
     if "{problem}" not in args.prompt_template:
         raise ValueError("--prompt-template must contain {problem}")
-    return load_problems(args.input, args.task, args.prompt_template, args.problem_field, args.answer_field)
+    return load_problems(args.input, args.grader, args.prompt_template, args.problem_field, args.answer_field)
 
 
 def _endpoint(args: argparse.Namespace) -> Endpoint:

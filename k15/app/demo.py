@@ -13,13 +13,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
 from k15.app.pipeline import LongCoTPipelineConfig
-from k15.config import Config
+from k15.config import Config, merged, partial
+from k15.evalsuite.efficiency import EfficiencyConfig
 from k15.serve.config import ServeConfig
+
+PartialEfficiency = partial(EfficiencyConfig)  # the report section: some EfficiencyConfig keys, the demo sets the rest
 
 
 class FinalEvalConfig(Config):
@@ -35,7 +37,8 @@ class DemoConfig(LongCoTPipelineConfig):
     name: str = "demo"
     eval_data_dir: str | None = Field(None, description="local copies of AIME / MATH-500 (default: K15_DATA_DIR, "
                                       "else the hub)")  # fmt: skip
-    report: dict[str, Any] = Field(default_factory=dict, description="EfficiencyConfig keys of the long2short report")
+    report: PartialEfficiency = Field(default_factory=PartialEfficiency,
+                                      description="EfficiencyConfig keys of the long2short report")  # fmt: skip
     final_eval: FinalEvalConfig = FinalEvalConfig()
     serve: ServeConfig = Field(default_factory=lambda: ServeConfig(port=0))
     ui: bool = Field(True, description="start the UI at the end and wait for Ctrl-C")
@@ -92,7 +95,7 @@ def run(cfg: DemoConfig) -> int:
     with stages("token-efficiency report"):
         fixed = {"run_dir": str(run_dir), "long": str(rl_final), "data_dir": cfg.eval_data_dir,
                  "demo_data": str(cfg.data_dir())}  # fmt: skip
-        report_cfg = efficiency.EfficiencyConfig.model_validate({**cfg.report, **fixed})
+        report_cfg = merged(EfficiencyConfig, cfg.report, fixed, "report")
         report = efficiency.run(report_cfg)
     best = Path(report["checkpoints"][report["best"]])
     print(efficiency.table(report))

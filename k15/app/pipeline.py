@@ -21,12 +21,26 @@ from pydantic import Field, model_validator
 
 from k15 import paths
 from k15.checkpoint import read_info
-from k15.config import Config
+from k15.config import Config, merged, partial
 from k15.train.long2short import METHODS as LONG2SHORT_METHODS
+from k15.train.long2short import config_class
+from k15.train.long2short.dpo import Long2ShortDPOConfig
+from k15.train.long2short.merge import MergeConfig
+from k15.train.long2short.rl import Long2ShortRLConfig
+from k15.train.long2short.shortest import ShortestConfig
 from k15.train.rl.trainer import RLConfig
 from k15.train.sft import SFTConfig
 
 Method = Literal[tuple(LONG2SHORT_METHODS)]  # type: ignore[valid-type]  # the registered long2short methods
+# Stage sections: some keys of each stage's config (the pipeline sets the rest); wrong keys fail at load.
+PartialSFT, PartialRL = partial(SFTConfig), partial(RLConfig)
+PartialMerge, PartialShortest = partial(MergeConfig), partial(ShortestConfig)
+PartialDPO, PartialLong2ShortRL = partial(Long2ShortDPOConfig), partial(Long2ShortRLConfig)
+
+
+def _keys(section: Config | None) -> dict[str, Any]:
+    """The keys a partial section sets."""
+    return section.model_dump(exclude_unset=True) if section is not None else {}
 
 
 class DemoDataConfig(Config):
@@ -53,10 +67,10 @@ class Long2ShortStageConfig(Config):
     ``dpo`` share one samples file."""
 
     methods: list[Method] = Field(default_factory=list)
-    merge: dict[str, Any] = Field(default_factory=dict, description="MergeConfig keys; short default: the base model")
-    shortest: dict[str, Any] = Field(default_factory=dict, description="ShortestConfig keys")
-    dpo: dict[str, Any] = Field(default_factory=dict, description="Long2ShortDPOConfig keys")
-    rl: dict[str, Any] = Field(default_factory=dict, description="RLConfig keys (kind long2short is set)")
+    merge: PartialMerge = Field(default_factory=PartialMerge, description="MergeConfig keys; short default: the base")
+    shortest: PartialShortest = Field(default_factory=PartialShortest, description="ShortestConfig keys")
+    dpo: PartialDPO = Field(default_factory=PartialDPO, description="Long2ShortDPOConfig keys")
+    rl: PartialLong2ShortRL = Field(default_factory=PartialLong2ShortRL, description="Long2ShortRLConfig keys")
 
 
 class LongCoTPipelineConfig(Config):
@@ -64,8 +78,8 @@ class LongCoTPipelineConfig(Config):
     output_dir: str | None = Field(None, description="default: $K15_RUNS/<name>")
     model: str | None = Field(None, description="base model (default: the embedded default)")
     demo_data: DemoDataConfig = DemoDataConfig()
-    sft: dict[str, Any] = Field(default_factory=dict, description="SFTConfig keys (data, model, output are set)")
-    rl: dict[str, Any] = Field(default_factory=dict, description="RLConfig keys (data, model, output are set)")
+    sft: PartialSFT = Field(default_factory=PartialSFT, description="SFTConfig keys (data, model, output are set)")
+    rl: PartialRL = Field(default_factory=PartialRL, description="RLConfig keys (data path, model, output are set)")
     eval: HeldoutEvalConfig = HeldoutEvalConfig()
     long2short: Long2ShortStageConfig = Long2ShortStageConfig()
 
@@ -78,31 +92,29 @@ class LongCoTPipelineConfig(Config):
     def sft_config(self) -> SFTConfig:
         fixed = {"data": str(self.data_dir() / "arith" / "sft.jsonl"), "output_dir": str(self.run_dir() / "sft"),
                  "name": f"{self.name}-sft", "model": self.model}  # fmt: skip
-        return SFTConfig.model_validate({**self.sft, **fixed})
+        return merged(SFTConfig, self.sft, fixed, "sft")
 
     def rl_config(self) -> RLConfig:
-        data = {**self.rl.get("data", {}), "path": str(self.data_dir() / "arith" / "train.jsonl")}
+        data = {**_keys(self.rl.data), "path": str(self.data_dir() / "arith" / "train.jsonl")}
         fixed = {"data": data, "output_dir": str(self.run_dir() / "rl"), "name": f"{self.name}-rl",
                  "model": str(self.run_dir() / "sft" / "final")}  # fmt: skip
-        return RLConfig.model_validate({**self.rl, **fixed})
+        return merged(RLConfig, self.rl, fixed, "rl")
 
     def long2short_config(self, method: str) -> Config:
         """The config of one long2short method, trained from the RL checkpoint."""
-        from k15.train import long2short
-
         stage, out = self.long2short, self.run_dir() / "long2short"
         long = str(self.run_dir() / "rl" / "final")
         where = {"output_dir": str(out / method), "name": f"{self.name}-long2short-{method}"}
-        prompts = {**getattr(stage, method).get("data", {}), "path": str(self.data_dir() / "arith" / "train.jsonl"),
-                   "task": "arith"}  # fmt: skip
-        cls = long2short.config_class(method)
+        section = getattr(stage, method)
+        label, cls = f"long2short.{method}", config_class(method)
         if method == "merge":
-            short = stage.merge.get("short") or self.model or "default"
-            return cls.model_validate({**stage.merge, "long": long, "short": short, **where})
+            short = stage.merge.short or self.model or "default"
+            return merged(cls, section, {"long": long, "short": short, **where}, label)
+        prompts = {**_keys(section.data), "path": str(self.data_dir() / "arith" / "train.jsonl")}
         if method == "rl":
-            return cls.model_validate({**stage.rl, "model": long, "data": prompts, "method": "rl", **where})
+            return merged(cls, section, {"model": long, "data": prompts, **where}, label)
         fixed = {"model": long, "data": prompts, "samples": str(out / "samples.jsonl"), **where}
-        return cls.model_validate({**getattr(stage, method), **fixed})
+        return merged(cls, section, fixed, label)
 
     @model_validator(mode="after")
     def _stages_valid(self) -> LongCoTPipelineConfig:

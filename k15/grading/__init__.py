@@ -223,11 +223,12 @@ GRADERS: dict[str, Grader] = {
 }
 
 
-def get_grader(task: str) -> Grader:
-    """The grader for ``task``; ValueError naming the known tasks if there is none."""
-    if task not in GRADERS:
-        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(GRADERS))}")
-    return GRADERS[task]
+def get_grader(name: str, what: str = "grader") -> Grader:
+    """The grader called ``name``; ValueError naming the known ones if there is none (``what``: how the caller's
+    user calls the name, e.g. an evalsuite ``task``)."""
+    if name not in GRADERS:
+        raise ValueError(f"unknown {what} {name!r}; known {what}s: {', '.join(sorted(GRADERS))}")
+    return GRADERS[name]
 
 
 def grade(

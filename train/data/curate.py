@@ -65,7 +65,7 @@ def direct_correct(problem: Problem, completion: Completion) -> bool:
     """Whether a no-thinking answer is right: the grader reads the content, or the reasoning field when a server
     put the whole reply there (a reasoning parser that never saw ``</think>``)."""
     text = completion.content if completion.content.strip() else completion.reasoning or ""
-    return grade(problem.task, text, problem.record, finish_reason=completion.finish_reason).correct
+    return grade(problem.grader, text, problem.record, finish_reason=completion.finish_reason).correct
 
 
 def report(finished: list[Row]) -> dict[str, Any]:

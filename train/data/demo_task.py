@@ -88,7 +88,7 @@ def generate(count: int, seed: int = 0, levels: Sequence[int] = LEVELS) -> list[
         if text not in seen:
             seen.add(text)
             rows.append({"id": f"arith-{seed}-{len(rows)}", "problem": text, "answer": str(answer),
-                         "difficulty": level, "task": "math", "steps": steps})  # fmt: skip
+                         "difficulty": level, "grader": "math", "steps": steps})  # fmt: skip
     return rows
 
 

@@ -28,7 +28,7 @@ class Problem:
 
     id: str
     text: str
-    task: str
+    grader: str
     record: dict[str, Any]
     difficulty: float | None = None
 
@@ -108,24 +108,25 @@ def _usable_rows(
 
 def load_problems(
     path: str | Path,
-    task: str = "math",
+    grader: str = "math",
     prompt_template: str = "{problem}",
     problem_field: str = "problem",
     answer_field: str = "answer",
 ) -> list[Problem]:
-    """Problems of a JSONL file. A row may name its grader in ``task``; ``{problem}`` in the template is its text."""
+    """Problems of a JSONL file. A row may name its own ``grader`` (a :data:`k15.grading.GRADERS` key);
+    ``{problem}`` in the template is its text."""
     from k15.grading import GRADERS
 
-    def known_task(row: dict[str, Any]) -> str | None:
-        row_task = str(row.get("task") or task)
-        return None if row_task in GRADERS else f"unknown task {row_task!r} (graders: {', '.join(sorted(GRADERS))})"
+    def known_grader(row: dict[str, Any]) -> str | None:
+        name = str(row.get("grader") or grader)
+        return None if name in GRADERS else f"unknown grader {name!r} (graders: {', '.join(sorted(GRADERS))})"
 
     problems = []
-    for number, row in _usable_rows(path, (problem_field, answer_field), "problem", known_task):
+    for number, row in _usable_rows(path, (problem_field, answer_field), "problem", known_grader):
         text = prompt_template.format(problem=row[problem_field])
         record = dict(row, answer=str(row[answer_field]))
-        problems.append(Problem(str(row.get("id", row.get("unique_id", number))), text, str(row.get("task") or task),
-                                record, _difficulty(row)))  # fmt: skip
+        ident = str(row.get("id", row.get("unique_id", number)))
+        problems.append(Problem(ident, text, str(row.get("grader") or grader), record, _difficulty(row)))
     return problems
 
 

@@ -53,7 +53,7 @@ def teacher_response(completion: Completion, extracted: str) -> str:
 def is_correct(problem: Problem, completion: Completion) -> tuple[bool, str | None]:
     """Whether the shared grader accepts ``completion`` for ``problem``, and the answer it extracted."""
     text, opened = completion.graded_text()
-    graded = grade(problem.task, text, problem.record, think_opened_by_prompt=opened,
+    graded = grade(problem.grader, text, problem.record, think_opened_by_prompt=opened,
                    finish_reason=completion.finish_reason)  # fmt: skip
     return graded.correct, graded.extracted
 
@@ -219,7 +219,7 @@ def warmup(
             if not ok or len(rows) >= keep_per_problem:
                 continue
             response = teacher_response(completion, extracted or "")
-            verified = grade(problem.task, response, problem.record, think_opened_by_prompt=True).correct
+            verified = grade(problem.grader, response, problem.record, think_opened_by_prompt=True).correct
             if verified and all(r["response"] != response for r in rows):
                 rows.append({"prompt": problem.text, "response": response})
         return rows, {"samples": k, "correct": correct, "kept": len(rows)}

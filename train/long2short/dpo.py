@@ -13,12 +13,12 @@ from pydantic import Field, model_validator
 from torch import Tensor
 
 from k15.checkpoint import Kind
+from k15.config import merged, partial
 from k15.train.data.formats import SFTExample, load_preference_pairs, write_jsonl
 from k15.train.long2short.samples import SampledMethodConfig, collect_samples, summary
 from k15.train.long2short.shortest import shortest_correct
 from k15.train.rl.loss import dpo_loss
 from k15.train.runtime.distributed import all_gather_objects, barrier, rank
-from k15.train.runtime.logprobs import sequence_logprobs
 from k15.train.runtime.offline import OfflineConfig, OfflineTrainer
 from k15.train.sft import encode_example
 
@@ -78,19 +78,17 @@ class DPOTrainer(OfflineTrainer):
         ]  # fmt: skip
         return len(self.encoded)
 
-    def restore(self, shared: dict[str, Any] | None) -> None:
+    def restore(self, shared: dict[str, Any] | None, own: dict[str, Any] | None) -> None:
         self.reference = shared["reference"] if shared else self.reference_logprobs()
 
     def shared_state(self) -> dict[str, Any]:
         return {"reference": self.reference}
 
-    def logprobs(self, model: Any, batch: list[int]) -> tuple[Tensor, Tensor]:
+    def pair_logprobs(self, model: Any, batch: list[int]) -> tuple[Tensor, Tensor]:
         """Sequence log-probs of the chosen and of the rejected responses of ``batch``, in one forward pass (an
         empty batch runs one pad sequence, so that every rank makes the same passes)."""
         sequences = [self.encoded[i][0] for i in batch] + [self.encoded[i][1] for i in batch]
-        sequences = sequences or [([self.tokenizer.pad_token_id] * 2, [0, 0])]
-        logp, _, _ = sequence_logprobs(model, [s[0] for s in sequences], [s[1] for s in sequences],
-                                       self.tokenizer.pad_token_id)  # fmt: skip
+        logp, _, _ = self.logprobs(model, sequences)
         return logp[: len(batch)], logp[len(batch) : 2 * len(batch)]
 
     def reference_logprobs(self) -> list[list[float]]:
@@ -99,11 +97,11 @@ class DPOTrainer(OfflineTrainer):
         mine: dict[int, list[float]] = {}
         with torch.no_grad():
             for batch in self.micro_batches(list(range(self.rank, self.size, self.world))):
-                chosen, rejected = self.logprobs(self.engine.module, batch)
+                chosen, rejected = self.pair_logprobs(self.engine.module, batch)
                 mine.update({i: [c, r] for i, c, r in zip(batch, chosen.tolist(), rejected.tolist(), strict=True)})
         self.engine.module.train()
-        merged = {i: v for part in all_gather_objects(mine) for i, v in part.items()}
-        return [merged[i] for i in range(self.size)]
+        by_index = {i: v for part in all_gather_objects(mine) for i, v in part.items()}
+        return [by_index[i] for i in range(self.size)]
 
     def train_step(self, step: int) -> dict[str, float]:
         started = time.perf_counter()
@@ -113,12 +111,11 @@ class DPOTrainer(OfflineTrainer):
         sums = {"loss": 0.0, "margin": 0.0, "right": 0.0}
         for m, batch in enumerate(batches):
             self.engine.set_gradient_accumulation_boundary(m == len(batches) - 1)
-            chosen, rejected = self.logprobs(self.engine, batch)
+            chosen, rejected = self.pair_logprobs(self.engine, batch)
             ref = torch.tensor([self.reference[i] for i in batch], dtype=chosen.dtype, device=chosen.device)
             ref = ref.reshape(len(batch), 2)
             losses, margins = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], self.cfg.beta)
-            # the mean over the global batch; DeepSpeed averages gradients over ranks, hence the world-size factor
-            self.engine.backward(losses.sum() * self.world / total, scale_wrt_gas=False)
+            self.backward(losses.sum(), total)  # the mean over the global batch
             self.engine.step()
             sums["loss"] += float(losses.detach().sum())
             sums["margin"] += float(margins.sum())
@@ -134,17 +131,21 @@ class DPOTrainer(OfflineTrainer):
         }
 
 
+PartialDPO = partial(DPOConfig)
+
+
 class Long2ShortDPOConfig(SampledMethodConfig):
     name: str = "long2short-dpo"
     length_ratio: float = Field(1.5, ge=1, description="a correct response this many times the chosen's length "
                                 "(in tokens) or longer is rejected")  # fmt: skip
-    dpo: dict[str, Any] = Field(default_factory=dict, description="DPOConfig keys of the training (model, data, "
-                                "name, output_dir, kind and method are set from this config)")  # fmt: skip
+    dpo: PartialDPO = Field(default_factory=lambda: PartialDPO(),
+                            description="DPOConfig keys of the training (model, data, name, output_dir, kind and "
+                            "method are set from this config)")  # fmt: skip
 
     def dpo_config(self) -> DPOConfig:
         fixed = {"model": self.model, "data": str(self.run_dir() / PAIRS_FILE), "name": self.name,
                  "output_dir": str(self.run_dir()), "kind": Kind.long2short, "method": "dpo"}  # fmt: skip
-        return self.trainer_config(DPOConfig, "dpo", fixed)
+        return merged(DPOConfig, self.dpo, fixed, "dpo")
 
     @model_validator(mode="after")
     def _dpo_valid(self) -> Long2ShortDPOConfig:

@@ -2,7 +2,7 @@
 with vLLM, each graded by the shared verifier. One JSONL record per prompt, appended as it finishes (with the
 :class:`k15.train.data.warmup.Journal` progress file beside it), so a killed run resumes with the prompts not yet done:
 
-    {"id", "prompt", "gold", "task", "samples": [{"text", "tokens", "correct", "finish_reason"}]}
+    {"id", "prompt", "gold", "grader", "samples": [{"text", "tokens", "correct", "finish_reason"}]}
 
 ``tokens`` is the response length in tokens, the length both methods compare.
 """
@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from k15 import paths
@@ -24,7 +24,7 @@ from k15.engine import EngineConfig
 from k15.models import resolve_model
 from k15.train.data.formats import Problem
 from k15.train.data.warmup import Journal
-from k15.train.rl.rewards import task_reward
+from k15.train.rl.rewards import verifier_reward
 from k15.train.rl.rollout import RolloutEngine, Segment, prompt_ids
 from k15.train.rl.trainer import PromptDataConfig
 from k15.train.runtime.distributed import init_distributed, rank, world_size
@@ -70,14 +70,6 @@ class SampledMethodConfig(Config):
     def samples_file(self) -> Path:
         return Path(self.samples).expanduser() if self.samples else self.run_dir() / SAMPLES_FILE
 
-    def trainer_config(self, cls: type[C], section: str, fixed: dict[str, Any]) -> C:
-        """The trainer's config: the keys of field ``section`` plus ``fixed``; an error names ``section.key``."""
-        try:
-            return cls.model_validate({**getattr(self, section), **fixed})
-        except ValidationError as exc:
-            errors = [f"{section}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-            raise ValueError("; ".join(errors)) from None
-
 
 def load_tokenizer(model: Path) -> Any:
     """The checkpoint's tokenizer with the k15 template; ValueError when the model has no room for its tokens."""
@@ -97,7 +89,7 @@ def load_tokenizer(model: Path) -> Any:
 def graded_sample(tokenizer: Any, problem: Problem, segment: Segment) -> Row:
     """One response as recorded: its text, length, the shared grader's verdict and why generation stopped."""
     text = tokenizer.decode(segment.token_ids, skip_special_tokens=True)
-    correct = task_reward(problem.task, text, problem.record, finish_reason=segment.finish_reason).correct
+    correct = verifier_reward(problem.grader, text, problem.record, finish_reason=segment.finish_reason).correct
     return {"text": text, "tokens": len(segment.token_ids), "correct": correct, "finish_reason": segment.finish_reason}
 
 
@@ -124,7 +116,7 @@ def sample_responses(model: str | None, problems: list[Problem], out: Path, cfg:
                 )  # fmt: skip
                 for k, (_, problem) in enumerate(chunk):
                     samples = [graded_sample(tokenizer, problem, s) for s in segments[k * cfg.n : (k + 1) * cfg.n]]
-                    record = {"prompt": problem.text, "gold": problem.record["answer"], "task": problem.task,
+                    record = {"prompt": problem.text, "gold": problem.record["answer"], "grader": problem.grader,
                               "samples": samples}  # fmt: skip
                     journal.record(problem.id, [record], {"correct": sum(s["correct"] for s in samples)})
                     bar.update()

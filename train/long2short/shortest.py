@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from k15.checkpoint import Kind
+from k15.config import merged, partial
 from k15.train.data.formats import write_jsonl
 from k15.train.long2short.samples import SampledMethodConfig, collect_samples, summary
 from k15.train.runtime.distributed import barrier, rank
@@ -34,15 +35,19 @@ def shortest_examples(records: list[Row]) -> list[Row]:
     return rows
 
 
+PartialSFT = partial(SFTConfig)
+
+
 class ShortestConfig(SampledMethodConfig):
     name: str = "long2short-shortest"
-    sft: dict[str, Any] = Field(default_factory=dict, description="SFTConfig keys of the fine-tuning (model, data, "
-                                "name, output_dir, kind and method are set from this config)")  # fmt: skip
+    sft: PartialSFT = Field(default_factory=lambda: PartialSFT(),
+                            description="SFTConfig keys of the fine-tuning (model, data, name, output_dir, kind and "
+                            "method are set from this config)")  # fmt: skip
 
     def sft_config(self) -> SFTConfig:
         fixed = {"model": self.model, "data": str(self.run_dir() / SFT_FILE), "name": self.name,
                  "output_dir": str(self.run_dir()), "kind": Kind.long2short, "method": "shortest"}  # fmt: skip
-        return self.trainer_config(SFTConfig, "sft", fixed)
+        return merged(SFTConfig, self.sft, fixed, "sft")
 
     @model_validator(mode="after")
     def _sft_valid(self) -> ShortestConfig:

@@ -36,30 +36,11 @@ def advantages(rewards: Tensor, groups: Tensor) -> Tensor:
 def mirror_descent_terms(logp: Tensor, ref_logp: Tensor, advantage: Tensor, tau: float) -> Tensor:
     """Per-response loss of paper Eq. 3: −(r − r̄)·log π_θ(y|x) + (τ/2)·(log π_θ(y|x) − log π_θi(y|x))².
 
-    The trainer sums these over micro-batches and divides by the mini-batch size (the mean in Eq. 3).
+    ``logp``: Σ_t log π_θ(y_t | x, y_<t) (with grad); ``ref_logp``: the same under π_θi (no grad); ``advantage``:
+    r − r̄ from :func:`advantages`. The trainer sums these over micro-batches and divides by the mini-batch size
+    (the mean in Eq. 3).
     """
     return -(advantage.detach() * logp) + 0.5 * tau * (logp - ref_logp.detach()).pow(2)
-
-
-def mirror_descent_loss(
-    logp: Tensor, ref_logp: Tensor, rewards: Tensor, groups: Tensor, tau: float
-) -> tuple[Tensor, dict[str, float]]:
-    """Paper Eq. 3 as a loss over one batch of whole groups. All inputs have one entry per sampled response.
-
-    ``logp``: Σ_t log π_θ(y_t | x, y_<t) (with grad); ``ref_logp``: the same under π_θi (no grad);
-    ``rewards``: task reward plus length reward; ``groups``: the prompt index of each response (its k samples
-    share one, so r̄ is their mean reward). Returns the loss and the terms for logging.
-    """
-    advantage = advantages(rewards, groups)
-    loss = mirror_descent_terms(logp, ref_logp, advantage, tau).mean()
-    log_ratio = (logp - ref_logp).detach()
-    stats = {
-        "loss": loss.item(),
-        "policy_term": -(advantage * logp.detach()).mean().item(),
-        "sq_log_ratio": log_ratio.pow(2).mean().item(),
-        "mean_advantage_abs": advantage.abs().mean().item(),
-    }
-    return loss, stats
 
 
 def dpo_loss(

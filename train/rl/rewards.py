@@ -1,4 +1,4 @@
-"""Rewards: the verifier (the evalsuite grader, one grader for both uses) and the length penalty (§2.3.3)."""
+"""Rewards: the verifier (:mod:`k15.grading`, one grader for evaluation and RL) and the length penalty (§2.3.3)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 from k15.grading import Grade, grade
 
 
-def task_reward(task: str, response: str, record: Mapping[str, Any], finish_reason: str | None = None) -> Grade:
-    """r ∈ {0, 1}: the evalsuite grader on a response to a k15 long-CoT prompt (thinking opened by the prompt)."""
-    return grade(task, response, record, think_opened_by_prompt=True, finish_reason=finish_reason)
+def verifier_reward(grader: str, response: str, record: Mapping[str, Any], finish_reason: str | None = None) -> Grade:
+    """r ∈ {0, 1}: the shared grader (:mod:`k15.grading`) on a response to a k15 long-CoT prompt (the prompt
+    opened the thinking)."""
+    return grade(grader, response, record, think_opened_by_prompt=True, finish_reason=finish_reason)
 
 
 def length_rewards(lengths: Sequence[int], correct: Sequence[bool]) -> list[float]:

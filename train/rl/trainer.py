@@ -10,7 +10,6 @@ One iteration i, on every rank:
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -19,37 +18,29 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from k15 import paths
-from k15.checkpoint import CheckpointInfo, Kind
+from k15.checkpoint import Kind
 from k15.config import Config
-from k15.models import resolve_model
 from k15.precision import describe
 from k15.prompts import MATH_PROMPT
 from k15.train.data.formats import Problem, load_problems
-from k15.train.rl.loss import mirror_descent_terms
+from k15.train.rl.loss import advantages, mirror_descent_terms
 from k15.train.rl.partial_rollouts import ReplayBuffer, Trajectory, degenerate_repetition
-from k15.train.rl.rewards import length_rewards, task_reward
+from k15.train.rl.rewards import length_rewards, verifier_reward
 from k15.train.rl.rollout import RolloutConfig, RolloutEngine, prompt_ids
 from k15.train.rl.sampling import ProblemSampler
 from k15.train.runtime.deepspeed_setup import (
-    DeepSpeedConfig,
-    build_engine,
-    export_hf,
     full_state_dict,
-    load_policy,
     reset_optimizer_state,
 )
-from k15.train.runtime.distributed import all_gather_objects, barrier, init_distributed, rank, world_size
-from k15.train.runtime.logprobs import sequence_logprobs
-from k15.train.runtime.metrics_log import MetricsLogger
-from k15.train.runtime.state import load_state, save_state
+from k15.train.runtime.distributed import all_gather_objects, barrier
+from k15.train.runtime.trainer import Trainer, TrainerConfig
 
 
 class PromptDataConfig(Config):
     """A JSONL prompt set: each row has a problem and a verifiable answer (and optionally a difficulty)."""
 
     path: str
-    task: str = Field("math", description="the grader used when a row has no 'task' field")
+    grader: str = Field("math", description="the grader (k15.grading.GRADERS key) of rows that name none")
     prompt_template: str = MATH_PROMPT
     problem_field: str = "problem"
     answer_field: str = "answer"
@@ -59,7 +50,7 @@ class PromptDataConfig(Config):
 
     def load(self) -> list[Problem]:
         """The prompt set: bad rows reported and skipped, then the difficulty band and the limit applied."""
-        problems = load_problems(self.path, self.task, self.prompt_template, self.problem_field, self.answer_field)
+        problems = load_problems(self.path, self.grader, self.prompt_template, self.problem_field, self.answer_field)
         if self.min_difficulty is not None or self.max_difficulty is not None:
             low, high = self.min_difficulty, self.max_difficulty
             problems = [p for p in problems if p.difficulty is not None and (low is None or p.difficulty >= low)
@@ -75,17 +66,18 @@ class LengthPenaltyConfig(Config):
     warmup_iterations: int = Field(0, ge=0, description="iterations before the length reward is switched on")
 
 
-class SamplingConfig(Config):
+class PromptSamplingConfig(Config):
+    """Which prompts an iteration trains on (§2.3.4)."""
+
     curriculum: bool = True
     prioritized: bool = True
     curriculum_start: float = Field(0.3, gt=0, le=1)
 
 
-class RLConfig(Config):
+class RLConfig(TrainerConfig):
     model: str | None = Field(None, description="the policy to start from (the warm-up SFT checkpoint)")
     data: PromptDataConfig
     name: str = "long-cot-rl"
-    output_dir: str | None = Field(None, description="default: $K15_RUNS/<name>")
     kind: Kind = Kind.long_cot
     method: str = "rl"
     iterations: int = Field(50, ge=1)
@@ -96,14 +88,9 @@ class RLConfig(Config):
     mini_batches: int = Field(1, ge=1, description="optimizer steps per epoch")
     reset_optimizer: bool = True
     length_penalty: LengthPenaltyConfig = LengthPenaltyConfig()
-    sampling: SamplingConfig = SamplingConfig()
-    deepspeed: DeepSpeedConfig = DeepSpeedConfig()
+    prompt_sampling: PromptSamplingConfig = PromptSamplingConfig()
     save_every: int = Field(10, ge=1, description="export a Hugging Face checkpoint every N iterations")
     state_every: int = Field(1, ge=1, description="save the resumable state every N iterations")
-    keep_states: int = Field(2, ge=1)
-    seed: int = 0
-    tensorboard: bool = True
-    wandb: bool = False
 
     @model_validator(mode="after")
     def _fits(self) -> RLConfig:
@@ -112,52 +99,57 @@ class RLConfig(Config):
                              f"rollout.engine.max_model_len ({self.rollout.engine.max_model_len})")  # fmt: skip
         return self
 
-    def run_dir(self) -> Path:
-        return Path(self.output_dir).expanduser() if self.output_dir else paths.runs_dir() / self.name
 
+class RLTrainer(Trainer):
+    """One :meth:`train_step` is one RL iteration (above)."""
 
-class RLTrainer:
+    cfg: RLConfig
+    unit = "iteration"
+
     def __init__(self, config: RLConfig) -> None:
-        self.cfg = config
         self.problems: list[Problem] = config.data.load()  # bad data fails here, before any engine starts
-        self.run_dir = config.run_dir()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        init_distributed()
-        self.rank, self.world = rank(), world_size()
-        torch.manual_seed(config.seed)
-        model_path = resolve_model(config.model)
-        model, self.tokenizer = load_policy(model_path, config.deepspeed.dtype)
-        if self.rank == 0:
-            print(f"k15 train: precision {describe(config.deepspeed.dtype)}; rollouts in "
-                  f"{describe(config.rollout.engine.dtype)}", flush=True)  # fmt: skip
-        self.base_model = str(model_path)
-        vocab_grew = model.get_input_embeddings().num_embeddings != _vocab_size(model_path)
-        if vocab_grew:  # vLLM must see the same vocabulary as the trainer
-            model_path = self.run_dir / "init"
+        self._prompt_cache: dict[int, list[int]] = {}
+        super().__init__(config)
+        self.rollout = RolloutEngine(self.engine_model_path, config.rollout.engine)
+        if self.resumed:
+            self.rollout.push(full_state_dict(self.engine))
+
+    def precision_note(self) -> str:
+        return f"{super().precision_note()}; rollouts in {describe(self.cfg.rollout.engine.dtype)}"
+
+    def prepare(self, model: Any, model_path: Path) -> None:
+        self.engine_model_path = model_path
+        if model.get_input_embeddings().num_embeddings != _vocab_size(model_path):
+            self.engine_model_path = self.run_dir / "init"  # vLLM must see the same vocabulary as the trainer
             if self.rank == 0:
-                model.save_pretrained(model_path)
-                self.tokenizer.save_pretrained(model_path)
+                model.save_pretrained(self.engine_model_path)
+                self.tokenizer.save_pretrained(self.engine_model_path)
             barrier()
-        self.engine = build_engine(model, config.deepspeed)
-        self.pad_id = self.tokenizer.pad_token_id
+
+    def restore(self, shared: dict[str, Any] | None, own: dict[str, Any] | None) -> None:
+        s = self.cfg.prompt_sampling
         difficulty = [p.difficulty if p.difficulty is not None else 0.0 for p in self.problems]
-        s = config.sampling
-        self.sampler = ProblemSampler(difficulty, s.curriculum, s.prioritized, s.curriculum_start, config.seed)
+        self.sampler = ProblemSampler(difficulty, s.curriculum, s.prioritized, s.curriculum_start, self.cfg.seed)
         self.buffer = ReplayBuffer()
-        self.step = 0
-        restored = load_state(self.engine, self.run_dir / "state")
-        if restored is not None:
-            shared, own = restored
-            self.step = shared["step"]
+        if shared is not None and own is not None:
             self.sampler.load_state_dict(shared["sampler"])
             self.buffer.load_state_dict(own["buffer"])
-        self.rollout = RolloutEngine(model_path, config.rollout.engine)
-        if restored is not None:
-            self.rollout.push(full_state_dict(self.engine))
-        self._prompt_cache: dict[int, list[int]] = {}
-        self.logger = MetricsLogger(self.run_dir, config.iterations, self.step, self.rank == 0,
-                                    config.tensorboard, config.wandb, config.name)  # fmt: skip
-        self.resumed_from = self.step if restored is not None else None
+
+    def shared_state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler.state_dict()}
+
+    def own_state(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict()}
+
+    def total_steps(self) -> int:
+        return self.cfg.iterations
+
+    def after_step(self, metrics: dict[str, float]) -> None:
+        if self.step % self.cfg.save_every == 0 and self.step < self.cfg.iterations:
+            self.export(self.run_dir / "checkpoints" / f"iter-{self.step:06d}", metrics)
+
+    def close(self) -> None:
+        self.rollout.close()
 
     # -- rollouts and rewards ------------------------------------------------------------------------------------
 
@@ -198,7 +190,8 @@ class RLTrainer:
         problem = self.problems[t.problem]
         text = self.tokenizer.decode(t.response_ids, skip_special_tokens=True)
         finish = "length" if t.truncated or t.repeated else "stop"
-        t.correct = task_reward(problem.task, text, problem.record, finish_reason=finish).correct and not t.repeated
+        verdict = verifier_reward(problem.grader, text, problem.record, finish_reason=finish)
+        t.correct = verdict.correct and not t.repeated
         t.reward = float(t.correct) - (self.cfg.rollout.repetition_penalty if t.repeated else 0.0)
 
     def group_rewards(self, group: list[Trajectory], iteration: int) -> list[tuple[float, float]]:
@@ -210,20 +203,8 @@ class RLTrainer:
 
     # -- the policy update ---------------------------------------------------------------------------------------
 
-    def _micro_batches(self, samples: list[dict[str, Any]], steps: int) -> list[list[list[dict[str, Any]]]]:
-        """Split into ``steps`` mini-batches of micro-batches, with the same micro-batch count on every rank
-        (ZeRO reduces gradients collectively, so every rank must run as many backward passes)."""
-        size = self.cfg.deepspeed.micro_batch_size
-        chunks = [samples[j::steps] for j in range(steps)]
-        local = [math.ceil(len(c) / size) for c in chunks]
-        counts = [max(1, *col) for col in zip(*all_gather_objects(local), strict=True)]
-        return [[c[m * size : (m + 1) * size] for m in range(n)] for c, n in zip(chunks, counts, strict=True)]
-
     def _forward(self, model: Any, batch: list[dict[str, Any]], with_entropy: bool = False):
-        if not batch:  # an empty micro-batch keeps the ranks in step: one pad token, nothing trained
-            batch = [{"ids": [self.pad_id, self.pad_id], "mask": [0, 0]}]
-        return sequence_logprobs(model, [s["ids"] for s in batch], [s["mask"] for s in batch], self.pad_id,
-                                 with_entropy)  # fmt: skip
+        return self.logprobs(model, [(s["ids"], s["mask"]) for s in batch], with_entropy)
 
     def update(self, samples: list[dict[str, Any]]) -> dict[str, float]:
         """Paper Eq. 3 steps on this iteration's samples; returns summed statistics for logging."""
@@ -231,7 +212,7 @@ class RLTrainer:
         started = time.perf_counter()
         self.engine.module.eval()
         with torch.no_grad():
-            for batch in self._micro_batches(samples, 1)[0]:
+            for batch in self.micro_batches(samples):
                 ref, _, _ = self._forward(self.engine.module, batch)
                 for s, value in zip(batch, ref.tolist(), strict=False):
                     s["ref_logp"] = value
@@ -244,7 +225,7 @@ class RLTrainer:
         rng = np.random.default_rng(cfg.seed + self.step)
         for epoch in range(cfg.epochs):
             order = [samples[j] for j in rng.permutation(len(samples))]
-            for mini in self._micro_batches(order, cfg.mini_batches):
+            for mini in self.mini_batches(order, cfg.mini_batches):
                 size = max(1, sum(all_gather_objects(sum(len(b) for b in mini)))) if cfg.mini_batches > 1 else total
                 for m, batch in enumerate(mini):
                     self.engine.set_gradient_accumulation_boundary(m == len(mini) - 1)
@@ -252,8 +233,7 @@ class RLTrainer:
                     ref = torch.tensor([s["ref_logp"] for s in batch], dtype=logp.dtype)
                     adv = torch.tensor([s["advantage"] for s in batch], dtype=logp.dtype)
                     terms = mirror_descent_terms(logp, ref, adv, cfg.tau) if batch else logp * 0.0
-                    # DeepSpeed averages gradients over ranks: scale so the result is the mean over all samples.
-                    self.engine.backward(terms.sum() * self.world / size, scale_wrt_gas=False)
+                    self.backward(terms.sum(), size)  # the mean over all ranks' samples
                     if batch:
                         sums["sq_log_ratio"] += float(((logp.detach() - ref) ** 2).sum()) / cfg.epochs
                         sums["policy_term"] += float(-(adv * logp.detach()).sum()) / cfg.epochs
@@ -270,7 +250,7 @@ class RLTrainer:
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
-    def iteration(self, i: int) -> dict[str, float]:
+    def train_step(self, i: int) -> dict[str, float]:
         cfg = self.cfg
         began = time.perf_counter()
         if cfg.reset_optimizer:
@@ -283,15 +263,16 @@ class RLTrainer:
         for stats in all_gather_objects([(g[0].problem, [float(t.correct) for t in g]) for g in groups]):
             for problem, flags in stats:
                 self.sampler.update(problem, flags)
-        samples, finished = [], []
-        for group in groups:
-            rewards = self.group_rewards(group, i)
-            baseline = sum(r for r, _ in rewards) / len(rewards)  # r̄: the mean reward of the k samples
-            for t, (reward, length_reward) in zip(group, rewards, strict=True):
-                finished.append((t, reward, length_reward))
-                mask = [0] * len(t.prompt_ids) + t.loss_mask(i)
-                if any(mask):  # only the current policy's segment trains; older ones were context
-                    samples.append({"ids": t.context_ids(), "mask": mask, "advantage": reward - baseline})
+        finished = [(t, reward, length) for group in groups
+                    for t, (reward, length) in zip(group, self.group_rewards(group, i), strict=True)]  # fmt: skip
+        group_ids = torch.tensor([g for g, group in enumerate(groups) for _ in group], dtype=torch.long)
+        rewards = torch.tensor([reward for _, reward, _ in finished], dtype=torch.float64)
+        advantage = advantages(rewards, group_ids).tolist() if finished else []  # r − r̄ over each prompt's k samples
+        samples = []
+        for (t, _, _), adv in zip(finished, advantage, strict=True):
+            mask = [0] * len(t.prompt_ids) + t.loss_mask(i)
+            if any(mask):  # only the current policy's segment trains; older ones were context
+                samples.append({"ids": t.context_ids(), "mask": mask, "advantage": adv})
         stats = self.update(samples)
         started = time.perf_counter()
         sync_s = self.rollout.push(full_state_dict(self.engine))
@@ -334,37 +315,6 @@ class RLTrainer:
             "sync_s": slowest["sync_s"],
             "iteration_s": iteration_s,
         }
-
-    def checkpoint_info(self, metrics: dict[str, float]) -> CheckpointInfo:
-        return CheckpointInfo(kind=self.cfg.kind, name=self.cfg.name, base_model=self.base_model,
-                              method=self.cfg.method, iteration=self.step, metrics=metrics)  # fmt: skip
-
-    def train(self) -> Path:
-        """Run the remaining iterations; returns the final Hugging Face checkpoint."""
-        cfg = self.cfg
-        final = self.run_dir / "final"
-        if self.resumed_from is not None and self.rank == 0:
-            print(f"k15 train: resuming {self.run_dir} after iteration {self.resumed_from}", flush=True)
-        metrics: dict[str, float] = {}
-        try:
-            while self.step < cfg.iterations:
-                metrics = self.iteration(self.step)
-                self.step += 1
-                self.logger.log(self.step, metrics)
-                if self.step % cfg.save_every == 0 and self.step < cfg.iterations:
-                    export_hf(self.engine, self.tokenizer, self.run_dir / "checkpoints" / f"iter-{self.step:06d}",
-                              self.checkpoint_info(metrics), self.rank == 0)  # fmt: skip
-                if self.step % cfg.state_every == 0 or self.step == cfg.iterations:
-                    save_state(self.engine, self.run_dir / "state", self.step,
-                               {"step": self.step, "sampler": self.sampler.state_dict()},
-                               {"buffer": self.buffer.state_dict()}, cfg.keep_states)  # fmt: skip
-            if not (final / "k15.json").is_file() or self.resumed_from != cfg.iterations:
-                export_hf(self.engine, self.tokenizer, final, self.checkpoint_info(metrics), self.rank == 0)
-        finally:
-            self.logger.close()
-            self.rollout.close()
-        barrier()
-        return final
 
 
 def _vocab_size(path: Path) -> int:
