@@ -11,12 +11,12 @@ Prints scores, the agreement table and evalsuite รท lm-eval wall time (target โ
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
+import common
 import lm_eval
 from lm_eval.tasks import TaskManager
 from lm_eval.tasks.aime import utils as lm_aime
@@ -68,13 +68,11 @@ def lm_eval_task(tmp: Path, data_dir: Path, max_tokens: int) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__, None, model_default="default")
     parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--model", default="default")
     parser.add_argument("--limit", type=int, default=30)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--out", type=Path, help="also write the Markdown report here")
     args = parser.parse_args()
 
     serve_cfg = load_config(ServeConfig, None, [f"long={args.model}", f"short={args.model}", "port=0",
@@ -133,9 +131,7 @@ def main() -> None:
         *grader_agreement([json.loads(x) for x in (args.data_dir / "aime24" / "test.jsonl").read_text().splitlines()]),
     ]
     report = "\n".join(lines)
-    print(report)
-    if args.out:
-        args.out.write_text(report + "\n")
+    common.emit(report, args.out)
 
 
 if __name__ == "__main__":

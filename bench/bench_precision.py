@@ -11,13 +11,13 @@ Measured in one run, so the ratios are fair on a noisy machine:
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import common
 import torch
 
 from k15.engine import EngineConfig
@@ -81,13 +81,11 @@ def vllm_tokens_per_s(model_path: Path, dtype: str, prompts: int, max_tokens: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="checkpoint (default: the embedded default)")
+    parser = common.parser(__doc__, "docs/bench-precision.json")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--out", default="docs/bench-precision.json")
     args = parser.parse_args()
     model = resolve_model(args.model)
 

@@ -9,12 +9,11 @@ token and throughput at each concurrency, and the router ÷ bare ratios (targets
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import time
-from pathlib import Path
 
+import common
 import httpx
 
 from k15.config import load_config
@@ -62,12 +61,10 @@ def merge(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default", help="checkpoint (default: the embedded default)")
+    parser = common.parser(__doc__, None, model_default="default")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
 
     cfg = load_config(ServeConfig, None, [f"long={args.model}", f"short={args.model}", "port=0",
@@ -107,9 +104,7 @@ def main() -> None:
             f"| {r['p50'] / b['p50']:.3f} | {r['p95'] / b['p95']:.3f} | {r['tps'] / b['tps']:.3f} |"
         )
     table = "\n".join(lines)
-    print(table)
-    if args.out:
-        args.out.write_text(table + "\n")
+    common.emit(table, args.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ in the same process.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import common
 import torch
 import yaml
 from bench_precision import matmul_flops
@@ -76,12 +76,10 @@ def vllm_tokens_per_s(trainer: RLTrainer, prompts: list[list[int]], max_tokens: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="checkpoint (default: the embedded default)")
+    parser = common.parser(__doc__, "docs/bench-train.json")
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--out", default="docs/bench-train.json")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="k15-bench-train-"))

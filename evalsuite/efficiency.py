@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field
 
 from k15.checkpoint import METADATA_FILE, Kind, is_checkpoint, read_info
 from k15.config import Config
 from k15.engine import EngineConfig
 from k15.evalsuite.report import SUMMARY, load_summary, plot_accuracy_vs_tokens
+from k15.evalsuite.runner import EvalConfig, run_in_subprocess
 from k15.evalsuite.tasks import available_tasks
 
 LONG = "long-cot"
@@ -107,13 +105,9 @@ def evaluate(cfg: EfficiencyConfig, model: Model, tasks: dict[str, int]) -> list
     if not (out / SUMMARY).is_file():
         out.mkdir(parents=True, exist_ok=True)
         recorded.write_text(json.dumps(settings, indent=2) + "\n")
-        config_file = out / "eval.yaml"
-        eval_cfg = {**settings, "backend": "vllm", "out": str(out), "engine": cfg.engine.model_dump()}
-        config_file.write_text(yaml.safe_dump(eval_cfg, sort_keys=False))
         print(f"k15 report long2short: evaluating {model.label} ({model.path})", flush=True)
-        command = [sys.executable, "-m", "k15.evalsuite.cli", "run", *tasks, "--config", str(config_file)]
-        if subprocess.run(command, check=False).returncode != 0:
-            raise RuntimeError(f"the evaluation of {model.path} failed; rerun the same command to resume it")
+        eval_cfg = EvalConfig.model_validate({**settings, "backend": "vllm", "out": str(out), "engine": cfg.engine})
+        run_in_subprocess(eval_cfg, str(model.path))
     return [{**r, "model": model.label, "method": model.method} for r in load_summary(out)["results"]]
 
 

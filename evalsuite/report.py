@@ -8,13 +8,13 @@ each result is an :func:`k15.evalsuite.metrics.summarize` dict with ``task`` and
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+from k15.jsonl import write_text_atomic
 
 SUMMARY = "summary.json"
 _PLOT_TITLE = "pass@1 against mean completion tokens"
@@ -44,20 +44,7 @@ def write_summary(out_dir: Path, run_info: dict[str, Any], results: list[dict[st
     for result in results:
         if not {"task", "model"} <= result.keys():
             raise ValueError(f"a result lacks 'task' or 'model': {sorted(result)}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / SUMMARY
-    tmp = out_dir / f".{SUMMARY}.{uuid.uuid4().hex}.tmp"
-    try:
-        with tmp.open("x", encoding="utf-8") as out:
-            json.dump({"run": run_info, "results": results}, out, indent=2)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(out_dir / SUMMARY, json.dumps({"run": run_info, "results": results}, indent=2) + "\n")
 
 
 def load_summary(run_dir: Path) -> dict[str, Any]:

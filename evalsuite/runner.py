@@ -28,6 +28,7 @@ from k15.evalsuite.metrics import summarize
 from k15.evalsuite.report import markdown_table, render, write_summary
 from k15.evalsuite.tasks import Item, Task, get_task, task_data_dir
 from k15.grading import grade
+from k15.jsonl import write_text_atomic
 from k15.serve.config import ServeConfig
 
 
@@ -142,9 +143,7 @@ class Runner:
 
     def save_wall(self, key: str, seconds: float) -> None:
         self.state[key] = self.state.get(key, 0.0) + seconds
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state))
-        os.replace(tmp, self.state_path)
+        write_text_atomic(self.state_path, json.dumps(self.state))
 
     async def run_endpoint(self, generator: EndpointGenerator, task: Task, items: list[Item], target: Target) -> None:
         path = sample_file(self.out, task.name, target.name)
@@ -293,3 +292,24 @@ def run_in_process(cfg: EvalConfig, runner: Runner, tasks: list[Task],
     for task in tasks:
         runner.run_vllm(generator, task, items[task.name], target)
     return [target], f"vllm in-process ({path})"
+
+
+def run_in_subprocess(cfg: EvalConfig, what: str) -> Path:
+    """:func:`run` in a child process (``evalsuite run --config``), so each checkpoint's vLLM engine and its memory
+    go away with it; ``cfg.out`` is required and holds the config written for the child. Resumable like
+    :func:`run`; RuntimeError naming ``what`` if the child fails."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    if cfg.out is None:
+        raise ValueError("run_in_subprocess needs an output directory")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = out / "eval.yaml"
+    config_file.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
+    command = [sys.executable, "-m", "k15.evalsuite.cli", "run", *cfg.tasks, "--config", str(config_file)]
+    if subprocess.run(command, check=False).returncode != 0:
+        raise RuntimeError(f"the evaluation of {what} failed; rerun the same command to resume it")
+    return out

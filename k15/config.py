@@ -49,7 +49,8 @@ def merged(cls: type[C], section: Config, fixed: dict[str, Any], label: str) -> 
     try:
         return cls.model_validate({**section.model_dump(exclude_unset=True), **fixed})
     except ValidationError as exc:
-        errors = [f"{label}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        errors = [f"{'.'.join([label, *map(str, e['loc'])])}: {e['msg'].removeprefix('Value error, ')}"
+                  for e in exc.errors()]  # fmt: skip
         raise ValueError("; ".join(errors)) from None
 
 
@@ -96,6 +97,9 @@ def _describe(error: dict[str, Any], file_label: str, overridden: set[str]) -> s
         return f"{origin}: key '{key}': unknown key"
     if error["type"] == "missing":
         return f"{origin}: key '{key}': required but missing"
+    if error["type"] == "value_error":  # a check across keys (the message names them); the input may be huge
+        where = "" if key == "(top level)" else f"key '{key}': "
+        return f"{origin}: {where}{error['msg'].removeprefix('Value error, ')}"
     return f"{origin}: key '{key}': {error['msg']} (got {error['input']!r})"
 
 

@@ -14,10 +14,10 @@ import uvicorn
 from k15 import paths
 from k15.checkpoint import Kind
 from k15.models import list_checkpoints, resolve_model
+from k15.net import free_port
 from k15.serve.backends import Backend
 from k15.serve.config import ServeConfig
 from k15.serve.router import create_app
-from k15.serve.vllm_server import free_port
 
 
 def newest_checkpoint(kind: Kind) -> Path | None:

@@ -7,7 +7,6 @@ import ctypes
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import httpx
 
 from k15 import paths
 from k15.engine import EngineConfig
+from k15.net import free_port
 
 
 class ServerError(RuntimeError):
@@ -26,12 +26,6 @@ class ServerError(RuntimeError):
 
 _LOG_PREFIX = re.compile(r"^\([^)]*\)\s+[A-Z]+\s+\S+\s+\S+\s+\[[^\]]*\]\s*")  # "(APIServer pid=1) ERROR 11-22 …"
 _EXCEPTION = re.compile(r"^[\w.]*(Error|Exception)\b: ")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def _die_with_parent() -> None:

@@ -80,7 +80,7 @@ class ServeProcess:
     def __init__(self, args: list[str], api_key: str | None = None, timeout: float = 400) -> None:
         import threading
 
-        from k15.serve.vllm_server import free_port
+        from k15.net import free_port
 
         self.port = free_port()
         self.api_key = api_key

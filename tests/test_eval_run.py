@@ -88,7 +88,7 @@ def test_killed_run_resumes_without_regenerating(tiny_stack: ServeProcess, tmp_p
 
 
 def test_unreachable_endpoint_records_errors_without_losing_the_run(tmp_path: Path) -> None:
-    from k15.serve.vllm_server import free_port
+    from k15.net import free_port
 
     data = tmp_path / "data" / "aime24"
     data.mkdir(parents=True)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from k15.train.data.formats import write_jsonl
+from k15.jsonl import write_rows
 from k15.train.runtime.metrics_log import read_metrics
 from tests.conftest import REPO, build_tiny_model, run_k15
 
@@ -192,9 +192,9 @@ def prompts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     paths = make_splits(tmp_path_factory.mktemp("data"), train=4, heldout=1, sft=32)
     rows = [json.loads(line) for line in paths["train"].read_text().splitlines()]
-    write_jsonl(paths["train"], [{**row, "answer": "7"} for row in rows])
+    write_rows(paths["train"], [{**row, "answer": "7"} for row in rows])
     rows = [json.loads(line) for line in paths["sft"].read_text().splitlines()]
-    write_jsonl(paths["sft"], [{"prompt": r["prompt"], "response": a} for r in rows for a in (SHORT, LONG, WRONG)])
+    write_rows(paths["sft"], [{"prompt": r["prompt"], "response": a} for r in rows for a in (SHORT, LONG, WRONG)])
     return paths
 
 

@@ -37,7 +37,7 @@ def results_dir(tiny_stack: ServeProcess, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def ui_url(tiny_stack: ServeProcess, results_dir: Path) -> Iterator[str]:
-    from k15.serve.vllm_server import free_port
+    from k15.net import free_port
 
     port = free_port()
     exe = Path(sys.executable).parent / "k15"
@@ -178,7 +178,7 @@ def test_stop_cancels_the_generation_upstream(default_stack: ServeProcess) -> No
 
 
 def test_unreachable_server_is_a_message_not_a_traceback() -> None:
-    from k15.serve.vllm_server import free_port
+    from k15.net import free_port
     from k15.ui.app import App
 
     app = App(f"http://127.0.0.1:{free_port()}/v1", None, [], None)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from k15.evalsuite.report import load_summary, plot_accuracy_vs_tokens
+from k15.jsonl import read_rows
 
 SUMMARY_COLUMNS = ["run", "task", "model", "pass@1", "maj@n", "mean tokens", "mean reasoning tokens", "truncated"]
 SAMPLE_COLUMNS = ["run", "task", "id", "sample", "model", "correct", "truncated", "extracted", "gold", "tokens"]
@@ -27,11 +27,7 @@ def load_runs(dirs: list[Path]) -> tuple[list[list[Any]], Path, list[dict[str, A
         for row in summary["results"]:
             results.append({**row, "run": run_dir.name})
         for file in sorted((run_dir / "samples").glob("*.jsonl")):
-            for line in file.read_text().splitlines():
-                try:
-                    samples.append({**json.loads(line), "run": run_dir.name})
-                except json.JSONDecodeError:
-                    continue  # a line torn by a killed run
+            samples += [{**row, "run": run_dir.name} for row in read_rows(file)[0]]
     rows = [[r["run"], r["task"], r["model"], _pct(r.get("pass@1")), _pct(r.get("maj@n")),
              round(r.get("mean_completion_tokens") or 0), round(r.get("mean_reasoning_tokens") or 0),
              _pct(r.get("truncation_rate"))] for r in results]  # fmt: skip

@@ -22,6 +22,9 @@ from pydantic import Field, model_validator
 from k15 import paths
 from k15.checkpoint import read_info
 from k15.config import Config, merged, partial
+from k15.engine import EngineConfig
+from k15.evalsuite.runner import EvalConfig, run_in_subprocess
+from k15.jsonl import read_rows
 from k15.train.long2short import METHODS as LONG2SHORT_METHODS
 from k15.train.long2short import config_class
 from k15.train.long2short.dpo import Long2ShortDPOConfig
@@ -150,13 +153,11 @@ def evaluate(checkpoint: Path, cfg: LongCoTPipelineConfig, out: Path) -> dict[st
     """Held-out accuracy of ``checkpoint`` (evalsuite, task ``arith``); per-sample-index accuracies show the noise."""
     if not (out / "summary.json").is_file():
         e = cfg.eval
-        command = [sys.executable, "-m", "k15.evalsuite.cli", "run", "arith", "--backend", "vllm", "--model-path",
-                   str(checkpoint), "--data-dir", str(cfg.data_dir()), "--out", str(out), "--limit", str(e.problems),
-                   "--samples", str(e.samples), "--temperature", str(e.temperature), "--max-tokens-long",
-                   str(e.max_tokens), "--set", "engine.enforce_eager=true"]  # fmt: skip
-        if subprocess.run(command, check=False).returncode != 0:
-            raise RuntimeError(f"evaluation of {checkpoint} failed; rerun to resume it")
-    rows = [json.loads(line) for f in (out / "samples").glob("*.jsonl") for line in f.read_text().splitlines()]
+        eval_cfg = EvalConfig(tasks=["arith"], backend="vllm", model_path=str(checkpoint), data_dir=str(cfg.data_dir()),
+                              out=str(out), limit=e.problems, samples=e.samples, temperature=e.temperature,
+                              max_tokens_long=e.max_tokens, engine=EngineConfig(enforce_eager=True))  # fmt: skip
+        run_in_subprocess(eval_cfg, str(checkpoint))
+    rows = [row for f in (out / "samples").glob("*.jsonl") for row in read_rows(f)[0]]
     by_sample = [[r["correct"] for r in rows if r["sample"] == s] for s in range(cfg.eval.samples)]
     runs = [sum(c) / len(c) for c in by_sample if c]
     by_problem: dict[str, list[bool]] = {}

@@ -12,7 +12,6 @@ every finished problem and is also written to ``OUTPUT.report.json``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections import Counter
@@ -101,14 +100,7 @@ def curate(
         row = {**problem.record, "difficulty": round(1 - pass_rate, 4), "pass_rate": round(pass_rate, 4)}
         return [row], {"removed": None, "pass_rate": pass_rate}
 
-    async def main() -> list[str]:
-        sampler = await Sampler.open(endpoint)
-        try:
-            return await run_problems(problems, journal, lambda p: work(sampler, p), "curate")
-        finally:
-            await sampler.close()
-
-    errors = asyncio.run(main()) if any(p.id not in journal.done for p in problems) else []
+    errors = run_problems(problems, journal, endpoint, work, "curate")
     result = report(journal.finished(problems))
     report_path = journal.output.with_name(journal.output.name + ".report.json")
     report_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

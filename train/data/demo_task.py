@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from k15.train.data.formats import write_jsonl
+from k15.jsonl import write_rows
 
 LEVELS = (1, 2, 3, 4, 5)
 MAX_VALUE = 999
@@ -138,5 +138,5 @@ def make_splits(out_dir: str | Path, train: int = 2000, heldout: int = 200, sft:
                 for r in rows[heldout + train :]]  # fmt: skip
     for name, split in (*splits.items(), ("sft", sft_rows)):
         paths[name] = out / f"{name}.jsonl"
-        write_jsonl(paths[name], split)
+        write_rows(paths[name], split)
     return paths

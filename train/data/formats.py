@@ -143,14 +143,3 @@ def load_sft_examples(path: str | Path) -> list[SFTExample]:
 def load_preference_pairs(path: str | Path) -> list[PreferencePair]:
     """Preference pairs (DPO): rows with ``prompt``, ``chosen`` and ``rejected`` responses."""
     return [PreferencePair(*row) for row in _load_text_rows(path, ("prompt", "chosen", "rejected"), "pair")]
-
-
-def write_jsonl(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """Write rows atomically (temp file + rename), creating the directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)

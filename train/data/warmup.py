@@ -21,7 +21,8 @@ from tqdm import tqdm
 from k15.chat import THINK_END, split_reasoning
 from k15.client import Completion, EndpointGenerator
 from k15.grading import grade
-from k15.train.data.formats import Problem, write_jsonl
+from k15.jsonl import read_rows, write_rows
+from k15.train.data.formats import Problem
 
 SYSTEM_PROMPT = (
     "You are a meticulous problem solver. Think through the problem at length before answering: work step by step, "
@@ -58,25 +59,6 @@ def is_correct(problem: Problem, completion: Completion) -> tuple[bool, str | No
     return graded.correct, graded.extracted
 
 
-def _read_jsonl(path: Path) -> tuple[list[Row], bool]:
-    """A journal file's rows and whether all its lines were whole (a killed run may tear the last one)."""
-    if not path.is_file():
-        return [], True
-    rows, whole = [], True
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            whole = False
-    return rows, whole
-
-
 class Journal:
     """A resumable per-problem run: result rows in ``output`` (each with its problem's ``id``) and one line per
     finished problem in ``output.progress.jsonl``, written after its rows. Opening drops torn lines and the rows
@@ -85,17 +67,17 @@ class Journal:
     def __init__(self, output: str | Path) -> None:
         self.output = Path(output)
         self.progress = self.output.with_name(self.output.name + ".progress.jsonl")
-        rows, rows_whole = _read_jsonl(self.output)
+        rows, rows_whole = read_rows(self.output)
         if rows and not self.progress.is_file():
             raise ValueError(f"{self.output}: exists but has no {self.progress.name}, so it is not a run to resume; "
                              "choose another output file")  # fmt: skip
-        finished, progress_whole = _read_jsonl(self.progress)
+        finished, progress_whole = read_rows(self.progress)
         self.done: dict[str, Row] = {str(r["id"]): r for r in finished if "id" in r}
         kept = [r for r in rows if str(r.get("id")) in self.done]
         if not progress_whole:
-            write_jsonl(self.progress, list(self.done.values()))
+            write_rows(self.progress, list(self.done.values()))
         if not rows_whole or len(kept) < len(rows):
-            write_jsonl(self.output, kept)
+            write_rows(self.output, kept)
 
     def record(self, problem_id: str, rows: list[Row], progress: Row) -> None:
         """Append a finished problem: its result rows, then its progress line."""
@@ -161,27 +143,38 @@ class Sampler:
         await self.generator.close()
 
 
-Work = Callable[[Problem], Awaitable[tuple[list[Row], Row]]]
+Work = Callable[[Sampler, Problem], Awaitable[tuple[list[Row], Row]]]
 
 
-async def run_problems(problems: list[Problem], journal: Journal, work: Work, desc: str) -> list[str]:
-    """Run ``work`` (problem → result rows, progress entry) on each unfinished problem concurrently, journaling
-    each as it finishes, with a progress bar. Returns the errors; their problems stay unfinished for a rerun."""
+def run_problems(problems: list[Problem], journal: Journal, endpoint: Endpoint, work: Work, desc: str) -> list[str]:
+    """Run ``work`` (sampler, problem → result rows, progress entry) on each unfinished problem concurrently
+    against ``endpoint``, journaling each as it finishes, with a progress bar. Returns the errors; their problems
+    stay unfinished for a rerun. Nothing is contacted when every problem is done."""
     todo = [p for p in problems if p.id not in journal.done]
     errors: list[str] = []
-    with tqdm(total=len(problems), initial=len(problems) - len(todo), unit="problem", desc=desc,
-              dynamic_ncols=True) as bar:  # fmt: skip
+    if not todo:
+        return errors
 
-        async def one(problem: Problem) -> None:
-            try:
-                rows, progress = await work(problem)
-            except Exception as exc:  # reported at the end; the problem is retried on rerun
-                errors.append(f"{problem.id}: {type(exc).__name__}: {exc}")
-            else:
-                journal.record(problem.id, rows, progress)
-            bar.update()
+    async def main() -> None:
+        sampler = await Sampler.open(endpoint)
+        try:
+            with tqdm(total=len(problems), initial=len(problems) - len(todo), unit="problem", desc=desc,
+                      dynamic_ncols=True) as bar:  # fmt: skip
 
-        await asyncio.gather(*(one(p) for p in todo))
+                async def one(problem: Problem) -> None:
+                    try:
+                        rows, progress = await work(sampler, problem)
+                    except Exception as exc:  # reported at the end; the problem is retried on rerun
+                        errors.append(f"{problem.id}: {type(exc).__name__}: {exc}")
+                    else:
+                        journal.record(problem.id, rows, progress)
+                    bar.update()
+
+                await asyncio.gather(*(one(p) for p in todo))
+        finally:
+            await sampler.close()
+
+    asyncio.run(main())
     return errors
 
 
@@ -224,14 +217,7 @@ def warmup(
                 rows.append({"prompt": problem.text, "response": response})
         return rows, {"samples": k, "correct": correct, "kept": len(rows)}
 
-    async def main() -> list[str]:
-        sampler = await Sampler.open(endpoint)
-        try:
-            return await run_problems(problems, journal, lambda p: work(sampler, p), "warmup")
-        finally:
-            await sampler.close()
-
-    errors = asyncio.run(main()) if any(p.id not in journal.done for p in problems) else []
+    errors = run_problems(problems, journal, endpoint, work, "warmup")
     summary = summarize(journal.finished(problems))
     print(f"warmup: {summary['problems']} problems, {summary['samples']} samples, {summary['correct']} verified "
           f"correct (pass rate {summary['pass_rate']:.1%}), {summary['kept']} kept in {output}; "

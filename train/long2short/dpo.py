@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import Tensor
 
 from k15.checkpoint import Kind
-from k15.config import merged, partial
-from k15.train.data.formats import SFTExample, load_preference_pairs, write_jsonl
-from k15.train.long2short.samples import SampledMethodConfig, collect_samples, summary
+from k15.config import partial
+from k15.train.data.formats import SFTExample, load_preference_pairs
+from k15.train.long2short.samples import SampledMethodConfig, TrainedWith, collect_samples, summary, train_on
 from k15.train.long2short.shortest import shortest_correct
 from k15.train.rl.loss import dpo_loss
-from k15.train.runtime.distributed import all_gather_objects, barrier, rank
+from k15.train.runtime.distributed import all_gather_objects
 from k15.train.runtime.offline import OfflineConfig, OfflineTrainer
 from k15.train.sft import encode_example
 
@@ -138,19 +138,8 @@ class Long2ShortDPOConfig(SampledMethodConfig):
     name: str = "long2short-dpo"
     length_ratio: float = Field(1.5, ge=1, description="a correct response this many times the chosen's length "
                                 "(in tokens) or longer is rejected")  # fmt: skip
-    dpo: PartialDPO = Field(default_factory=lambda: PartialDPO(),
-                            description="DPOConfig keys of the training (model, data, name, output_dir, kind and "
-                            "method are set from this config)")  # fmt: skip
-
-    def dpo_config(self) -> DPOConfig:
-        fixed = {"model": self.model, "data": str(self.run_dir() / PAIRS_FILE), "name": self.name,
-                 "output_dir": str(self.run_dir()), "kind": Kind.long2short, "method": "dpo"}  # fmt: skip
-        return merged(DPOConfig, self.dpo, fixed, "dpo")
-
-    @model_validator(mode="after")
-    def _dpo_valid(self) -> Long2ShortDPOConfig:
-        self.dpo_config()  # a bad DPO setting fails here, before any sampling
-        return self
+    dpo: PartialDPO = Field(default_factory=PartialDPO, description="DPOConfig keys (model, data, run set here)")
+    trainer: ClassVar[TrainedWith] = TrainedWith("dpo", DPOConfig, "dpo", PAIRS_FILE)
 
 
 def run(cfg: Long2ShortDPOConfig) -> Path:
@@ -160,10 +149,6 @@ def run(cfg: Long2ShortDPOConfig) -> Path:
     if not pairs:
         raise ValueError(f"no preference pair from the samples in {cfg.run_dir()} ({counts['no_correct']} prompts "
                          "without a correct response): nothing to train on")  # fmt: skip
-    dpo = cfg.dpo_config()
-    if rank() == 0:
-        write_jsonl(dpo.data, pairs)
-        print(f"long2short dpo: {summary(records)}; {len(pairs)} pairs ({counts['wrong']} wrong, "
-              f"{counts['long_correct']} long correct rejected) in {dpo.data}", flush=True)  # fmt: skip
-    barrier()
-    return DPOTrainer(dpo).train()
+    note = (f"{summary(records)}; {len(pairs)} pairs ({counts['wrong']} wrong, {counts['long_correct']} long correct "
+            "rejected)")  # fmt: skip
+    return train_on(cfg, pairs, note, DPOTrainer)

@@ -9,28 +9,31 @@ with vLLM, each graded by the shared verifier. One JSONL record per prompt, appe
 
 from __future__ import annotations
 
-import json
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from k15 import paths
-from k15.config import Config
+from k15.checkpoint import Kind
+from k15.config import Config, merged
 from k15.engine import EngineConfig
+from k15.jsonl import read_rows, write_rows
 from k15.models import resolve_model
 from k15.train.data.formats import Problem
 from k15.train.data.warmup import Journal
 from k15.train.rl.rewards import verifier_reward
 from k15.train.rl.rollout import RolloutEngine, Segment, prompt_ids
 from k15.train.rl.trainer import PromptDataConfig
-from k15.train.runtime.distributed import init_distributed, rank, world_size
+from k15.train.runtime.distributed import barrier, init_distributed, rank, world_size
+from k15.train.runtime.trainer import TrainerConfig
 
 Row = dict[str, Any]
-C = TypeVar("C", bound=Config)
 SAMPLES_FILE = "samples.jsonl"
 
 
@@ -53,6 +56,17 @@ class SampleConfig(Config):
         return self
 
 
+@dataclass(frozen=True)
+class TrainedWith:
+    """How a sampled method trains: its name, its trainer's config class, the section of the method's config with
+    some of that class's keys, and the file the training rows are written to."""
+
+    method: str
+    config: type[TrainerConfig]
+    section: str
+    rows_file: str
+
+
 class SampledMethodConfig(Config):
     """What the shortest and DPO methods share: the long-CoT model, the prompts and the sampling."""
 
@@ -69,6 +83,30 @@ class SampledMethodConfig(Config):
 
     def samples_file(self) -> Path:
         return Path(self.samples).expanduser() if self.samples else self.run_dir() / SAMPLES_FILE
+
+    trainer: ClassVar[TrainedWith]
+
+    def trainer_config(self) -> Any:
+        """The trainer's config: the keys set in the trainer's section plus what this method fixes."""
+        t = self.trainer
+        fixed = {"model": self.model, "data": str(self.run_dir() / t.rows_file), "name": self.name,
+                 "output_dir": str(self.run_dir()), "kind": Kind.long2short, "method": t.method}  # fmt: skip
+        return merged(t.config, getattr(self, t.section), fixed, t.section)
+
+    @model_validator(mode="after")
+    def _trainer_valid(self) -> SampledMethodConfig:
+        self.trainer_config()  # a bad trainer setting fails here, before any sampling
+        return self
+
+
+def train_on(cfg: SampledMethodConfig, rows: list[Row], note: str, trainer: Callable[[Any], Any]) -> Path:
+    """Write the method's training rows (first rank), then train on them on every rank; returns the checkpoint."""
+    train_cfg = cfg.trainer_config()
+    if rank() == 0:
+        write_rows(train_cfg.data, rows)
+        print(f"long2short {cfg.trainer.method}: {note} in {train_cfg.data}", flush=True)
+    barrier()
+    return trainer(train_cfg).train()
 
 
 def load_tokenizer(model: Path) -> Any:
@@ -126,7 +164,7 @@ def sample_responses(model: str | None, problems: list[Problem], out: Path, cfg:
 
 def read_records(path: Path) -> list[Row]:
     """The records of a samples file."""
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_rows(path)[0]
 
 
 def collect_samples(cfg: SampledMethodConfig) -> list[Row]:

@@ -4,15 +4,12 @@ shortest correct one, and fine-tune the long-CoT model on those with the SFT tra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from k15.checkpoint import Kind
-from k15.config import merged, partial
-from k15.train.data.formats import write_jsonl
-from k15.train.long2short.samples import SampledMethodConfig, collect_samples, summary
-from k15.train.runtime.distributed import barrier, rank
+from k15.config import partial
+from k15.train.long2short.samples import SampledMethodConfig, TrainedWith, collect_samples, summary, train_on
 from k15.train.sft import SFTConfig, SFTTrainer
 
 Row = dict[str, Any]
@@ -40,19 +37,8 @@ PartialSFT = partial(SFTConfig)
 
 class ShortestConfig(SampledMethodConfig):
     name: str = "long2short-shortest"
-    sft: PartialSFT = Field(default_factory=lambda: PartialSFT(),
-                            description="SFTConfig keys of the fine-tuning (model, data, name, output_dir, kind and "
-                            "method are set from this config)")  # fmt: skip
-
-    def sft_config(self) -> SFTConfig:
-        fixed = {"model": self.model, "data": str(self.run_dir() / SFT_FILE), "name": self.name,
-                 "output_dir": str(self.run_dir()), "kind": Kind.long2short, "method": "shortest"}  # fmt: skip
-        return merged(SFTConfig, self.sft, fixed, "sft")
-
-    @model_validator(mode="after")
-    def _sft_valid(self) -> ShortestConfig:
-        self.sft_config()  # a bad SFT setting fails here, before any sampling
-        return self
+    sft: PartialSFT = Field(default_factory=PartialSFT, description="SFTConfig keys (model, data, run set here)")
+    trainer: ClassVar[TrainedWith] = TrainedWith("shortest", SFTConfig, "sft", SFT_FILE)
 
 
 def run(cfg: ShortestConfig) -> Path:
@@ -61,9 +47,4 @@ def run(cfg: ShortestConfig) -> Path:
     rows = shortest_examples(records)
     if not rows:
         raise ValueError(f"no prompt has a correct sample in {cfg.run_dir()}: nothing to fine-tune on")
-    sft = cfg.sft_config()
-    if rank() == 0:
-        write_jsonl(sft.data, rows)
-        print(f"long2short shortest: {summary(records)}; {len(rows)} SFT examples in {sft.data}", flush=True)
-    barrier()
-    return SFTTrainer(sft).train()
+    return train_on(cfg, rows, f"{summary(records)}; {len(rows)} SFT examples", SFTTrainer)

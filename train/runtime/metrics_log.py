@@ -3,26 +3,19 @@ with an ETA. Only the writing rank logs."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from k15.jsonl import append_rows, read_rows, write_rows
+
 METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line torn by a kill: everything after it is not trusted
-    return rows
+    """The logged rows (a line torn by a kill is dropped)."""
+    return read_rows(Path(run_dir) / METRICS_FILE)[0]
 
 
 class MetricsLogger:
@@ -36,7 +29,7 @@ class MetricsLogger:
             return
         # On resume, drop rows of steps that will run again (and any torn line), so every step is logged once.
         kept = [r for r in read_metrics(run_dir) if r.get("step", 0) <= start]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        write_rows(self.path, kept)
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -53,8 +46,7 @@ class MetricsLogger:
         if not self.enabled:
             return
         row = {"step": step, **{k: round(float(v), 6) for k, v in metrics.items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_rows(self.path, [row])
         if self.tb is not None:
             for key, value in metrics.items():
                 self.tb.add_scalar(key, value, step)
