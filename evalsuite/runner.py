@@ -164,8 +164,11 @@ class Runner:
                         )
                     except Exception as exc:  # recorded per sample, retried on resume
                         error = f"{type(exc).__name__}: {exc}"[:500]
-                    record = make_record(task, target, item, sample, completion, error, time.monotonic() - begin,
-                                         send_image and item.image is not None, self.extractor(task))  # fmt: skip
+                    args = (task, target, item, sample, completion, error, time.monotonic() - begin,
+                            send_image and item.image is not None, self.extractor(task))  # fmt: skip
+                    # The judge is a blocking HTTP call: in a thread, so the other samples go on meanwhile. Rule
+                    # grading stays on this thread (math-verify's timeouts need the main thread's signals).
+                    record = await asyncio.to_thread(make_record, *args) if args[-1] else make_record(*args)
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 bar.update()

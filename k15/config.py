@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -103,14 +103,18 @@ def _describe(error: dict[str, Any], file_label: str, overridden: set[str]) -> s
     return f"{origin}: key '{key}': {error['msg']} (got {error['input']!r})"
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()) -> C:
-    """Build ``cls`` from defaults, then the YAML file at ``path``, then ``overrides`` (``key.path=value``)."""
+def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = (),
+                flags: Mapping[str, Any] | None = None) -> C:  # fmt: skip
+    """Build ``cls`` from defaults, then the YAML file at ``path``, then ``overrides`` (``key.path=value``), then
+    ``flags`` (top-level key → value as given on a command line, not read as YAML)."""
     data = _read_yaml(Path(path)) if path else {}
     overridden = set()
     for item in overrides:
         keys, value = parse_override(item)
         _set_path(data, keys, value, f"--set {item!r}")
         overridden.add(".".join(keys))
+    data.update(flags or {})
+    overridden |= set(flags or {})
     try:
         return cls.model_validate(data)
     except ValidationError as exc:

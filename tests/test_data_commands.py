@@ -255,3 +255,22 @@ def test_demo_command_writes_the_splits(tmp_path: Path, capsys) -> None:
     assert sorted(p.name for p in (tmp_path / "arith").iterdir()) == ["heldout.jsonl", "sft.jsonl", "train.jsonl"]
     assert len(load_problems(tmp_path / "arith" / "train.jsonl")) == 20
     assert "sft" in capsys.readouterr().out
+
+
+def test_warmup_and_curate_read_the_typed_config(tmp_path: Path) -> None:
+    """``--config`` / ``--set`` like every command; flags win over the file; a wrong key is named."""
+    from k15.app.data_cli import CurateConfig, WarmupConfig, _load
+
+    source = write_rows(tmp_path / "p.jsonl", [{"problem": "1+1?", "answer": "2"}])
+    config = tmp_path / "curate.yaml"
+    config.write_text(f"endpoint: http://127.0.0.1:9/v1\ninput: {source}\noutput: {tmp_path / 'o.jsonl'}\nk: 3\n")
+    parser = argparse.ArgumentParser(prog="k15")
+    add_data_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["data", "curate", "--config", str(config), "--set", "hack_tries=2", "-k", "5"])
+    cfg = _load(CurateConfig, args)
+    assert (cfg.k, cfg.hack_tries, cfg.max_tokens, cfg.input) == (5, 2, 4096, str(source))
+    config.write_text(config.read_text() + "hack_trys: 1\n")
+    with pytest.raises(ValueError, match="key 'hack_trys': unknown key"):
+        k15_data("curate", "--config", str(config))
+    with pytest.raises(ValueError, match="key 'endpoint': required but missing"):
+        _load(WarmupConfig, parser.parse_args(["data", "warmup", "--input", str(source), "--output", "x.jsonl"]))

@@ -11,11 +11,81 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pydantic import Field, field_validator
+from pydantic_core import PydanticUndefined
+
+from k15.command import config_args
+from k15.config import C, Config, load_config
 from k15.prompts import MATH_PROMPT
 
 if TYPE_CHECKING:
     from k15.train.data.formats import Problem
     from k15.train.data.warmup import Endpoint
+
+
+class TeacherDataConfig(Config):
+    """What warmup and curate share: where to sample, what to read and write, how to sample."""
+
+    endpoint: str = Field(description="OpenAI-compatible base URL (…/v1)")
+    api_key: str | None = Field(None, description="default: $OPENAI_API_KEY")
+    model: str | None = Field(None, description="model name at the endpoint (default: the first served)")
+    input: str = Field(description="problems JSONL (problem and answer fields)")
+    output: str = Field(description="output JSONL; a rerun resumes it")
+    k: int = Field(ge=1, description="samples per problem")
+    temperature: float = Field(1.0, ge=0)
+    max_tokens: int = Field(ge=1, description="per sample")
+    concurrency: int = Field(8, ge=1, description="requests in flight")
+    problem_field: str = "problem"
+    answer_field: str = "answer"
+    grader: str = Field("math", description="grader for rows that name none")
+    prompt_template: str = Field(MATH_PROMPT, description="user prompt with {problem}")
+    seed: int = Field(0, description="sample i is requested with seed SEED+i")
+    retries: int = Field(2, ge=0, description="retries per request")
+    timeout: float = Field(600.0, gt=0, description="seconds per request")
+
+    @field_validator("grader")
+    @classmethod
+    def _known_grader(cls, name: str) -> str:
+        from k15.grading import get_grader
+
+        get_grader(name)
+        return name
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _one_field(cls, template: str) -> str:
+        try:
+            template.format(problem="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"prompt-template: bad field {exc} (only {{problem}}; {{{{}}}} for braces)") from None
+        if "{problem}" not in template:
+            raise ValueError("prompt-template must contain {problem}")
+        return template
+
+    def problems(self) -> list[Problem]:
+        from k15.train.data.formats import load_problems
+
+        return load_problems(self.input, self.grader, self.prompt_template, self.problem_field, self.answer_field)
+
+    def teacher(self) -> Endpoint:
+        from k15.train.data.warmup import Endpoint
+
+        return Endpoint(self.endpoint, self.api_key or os.environ.get("OPENAI_API_KEY"), self.model, self.concurrency,
+                        self.timeout, self.retries, self.seed)  # fmt: skip
+
+
+class WarmupConfig(TeacherDataConfig):
+    k: int = Field(4, ge=1, description="samples per problem")
+    max_tokens: int = Field(8192, ge=1, description="per sample")
+    keep_per_problem: int = Field(1, ge=1, description="verified samples kept")
+    system_prompt: str | None = Field(None, description="teacher system prompt (None: a long-CoT one; '' sends none)")
+
+
+class CurateConfig(TeacherDataConfig):
+    k: int = Field(8, ge=1, description="samples per problem")
+    max_tokens: int = Field(4096, ge=1, description="per sample")
+    hack_tries: int = Field(8, ge=0, description="direct-answer tries (0: skip the check)")
+    hack_max_tokens: int = Field(64, ge=1, description="per direct answer")
 
 
 def _count(minimum: int) -> Callable[[str], int]:
@@ -28,24 +98,20 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _endpoint_args(parser: argparse.ArgumentParser, k: int, max_tokens: int) -> None:
-    """The options warmup and curate share: where to sample, what to read and write, how to sample."""
-    parser.add_argument("--endpoint", metavar="URL", required=True, help="OpenAI-compatible base URL (…/v1)")
-    parser.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY)")
-    parser.add_argument("--model", metavar="NAME", help="model name at the endpoint (default: the first served)")
-    parser.add_argument("--input", metavar="FILE", required=True, help="problems JSONL (problem and answer fields)")
-    parser.add_argument("--output", metavar="FILE", required=True, help="output JSONL; a rerun resumes it")
-    parser.add_argument("-k", type=_count(1), default=k, help=f"samples per problem (default {k})")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
-    parser.add_argument("--max-tokens", type=_count(1), default=max_tokens, help=f"per sample (default {max_tokens})")
-    parser.add_argument("--concurrency", type=_count(1), default=8, help="requests in flight (default 8)")
-    parser.add_argument("--problem-field", default="problem", help="field holding the problem (default problem)")
-    parser.add_argument("--answer-field", default="answer", help="field holding the answer (default answer)")
-    parser.add_argument("--grader", default="math", help="grader for rows that name none (default math)")
-    parser.add_argument("--prompt-template", default=MATH_PROMPT, help="user prompt with {problem} (default: MATH)")
-    parser.add_argument("--seed", type=int, default=0, help="sample i is requested with seed SEED+i (default 0)")
-    parser.add_argument("--retries", type=_count(0), default=2, help="retries per request (default 2)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600)")
+def _config_flags(parser: argparse.ArgumentParser, cls: type[TeacherDataConfig]) -> None:
+    """``--config`` / ``--set`` and one flag per config key (``--max-tokens`` sets ``max_tokens``); a flag given
+    wins over the file."""
+    config_args(parser)
+    for name, field in cls.model_fields.items():
+        flag = "-k" if name == "k" else "--" + name.replace("_", "-")
+        default = field.default if field.default is not PydanticUndefined else None
+        parser.add_argument(flag, dest=f"flag_{name}", default=argparse.SUPPRESS, metavar=name.upper(),
+                            help=f"{field.description or name} (config key {name}; default {default!r})")  # fmt: skip
+
+
+def _load(cls: type[C], args: argparse.Namespace) -> C:
+    flags = {k.removeprefix("flag_"): v for k, v in vars(args).items() if k.startswith("flag_")}
+    return load_config(cls, args.config, args.overrides, flags)
 
 
 def add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,35 +127,9 @@ def add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
 
     warmup = commands.add_parser("warmup", help="long-CoT SFT data by rejection sampling from a teacher endpoint")
-    _endpoint_args(warmup, k=4, max_tokens=8192)
-    warmup.add_argument("--keep-per-problem", type=_count(1), default=1, help="verified samples kept (default 1)")
-    warmup.add_argument("--system-prompt", help="teacher system prompt (default: a long-CoT one; '' sends none)")
-
+    _config_flags(warmup, WarmupConfig)
     curate = commands.add_parser("curate", help="difficulty by pass rate; drop hackable and unverifiable items")
-    _endpoint_args(curate, k=8, max_tokens=4096)
-    curate.add_argument("--hack-tries", type=_count(0), default=8, help="direct-answer tries (default 8; 0: skip)")
-    curate.add_argument("--hack-max-tokens", type=_count(1), default=64, help="per direct answer (default 64)")
-
-
-def _problems(args: argparse.Namespace) -> list[Problem]:
-    from k15.grading import get_grader
-    from k15.train.data.formats import load_problems
-
-    get_grader(args.grader)
-    try:
-        args.prompt_template.format(problem="")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"--prompt-template: bad field {exc} (only {{problem}}; {{{{}}}} for braces)") from None
-    if "{problem}" not in args.prompt_template:
-        raise ValueError("--prompt-template must contain {problem}")
-    return load_problems(args.input, args.grader, args.prompt_template, args.problem_field, args.answer_field)
-
-
-def _endpoint(args: argparse.Namespace) -> Endpoint:
-    from k15.train.data.warmup import Endpoint
-
-    return Endpoint(args.endpoint, args.api_key or os.environ.get("OPENAI_API_KEY"), args.model, args.concurrency,
-                    args.timeout, args.retries, args.seed)  # fmt: skip
+    _config_flags(curate, CurateConfig)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -103,18 +143,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_warmup(args: argparse.Namespace) -> int:
     from k15.train.data.warmup import SYSTEM_PROMPT, warmup
 
-    system_prompt = SYSTEM_PROMPT if args.system_prompt is None else args.system_prompt
-    warmup(_problems(args), args.output, _endpoint(args), k=args.k, temperature=args.temperature,
-           max_tokens=args.max_tokens, keep_per_problem=args.keep_per_problem, system_prompt=system_prompt)  # fmt: skip
+    cfg = _load(WarmupConfig, args)
+    system_prompt = SYSTEM_PROMPT if cfg.system_prompt is None else cfg.system_prompt
+    warmup(cfg.problems(), cfg.output, cfg.teacher(), k=cfg.k, temperature=cfg.temperature,
+           max_tokens=cfg.max_tokens, keep_per_problem=cfg.keep_per_problem, system_prompt=system_prompt)  # fmt: skip
     return 0
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
     from k15.train.data.curate import curate
 
-    curate(_problems(args), args.output, _endpoint(args), problem_field=args.problem_field, k=args.k,
-           temperature=args.temperature, max_tokens=args.max_tokens, hack_tries=args.hack_tries,
-           hack_max_tokens=args.hack_max_tokens)  # fmt: skip
+    cfg = _load(CurateConfig, args)
+    curate(cfg.problems(), cfg.output, cfg.teacher(), problem_field=cfg.problem_field, k=cfg.k,
+           temperature=cfg.temperature, max_tokens=cfg.max_tokens, hack_tries=cfg.hack_tries,
+           hack_max_tokens=cfg.hack_max_tokens)  # fmt: skip
     return 0
 
 

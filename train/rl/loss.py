@@ -33,14 +33,14 @@ def advantages(rewards: Tensor, groups: Tensor) -> Tensor:
     return rewards - group_mean(rewards, groups)
 
 
-def mirror_descent_terms(logp: Tensor, ref_logp: Tensor, advantage: Tensor, tau: float) -> Tensor:
+def mirror_descent_terms(logp: Tensor, old_logp: Tensor, advantage: Tensor, tau: float) -> Tensor:
     """Per-response loss of paper Eq. 3: −(r − r̄)·log π_θ(y|x) + (τ/2)·(log π_θ(y|x) − log π_θi(y|x))².
 
-    ``logp``: Σ_t log π_θ(y_t | x, y_<t) (with grad); ``ref_logp``: the same under π_θi (no grad); ``advantage``:
-    r − r̄ from :func:`advantages`. The trainer sums these over micro-batches and divides by the mini-batch size
-    (the mean in Eq. 3).
+    ``logp``: Σ_t log π_θ(y_t | x, y_<t) (with grad); ``old_logp``: the same under π_θi, this iteration's policy
+    (no grad); ``advantage``: r − r̄ from :func:`advantages`. The trainer sums these over micro-batches and divides
+    by the mini-batch size (the mean in Eq. 3).
     """
-    return -(advantage.detach() * logp) + 0.5 * tau * (logp - ref_logp.detach()).pow(2)
+    return -(advantage.detach() * logp) + 0.5 * tau * (logp - old_logp.detach()).pow(2)
 
 
 def dpo_loss(

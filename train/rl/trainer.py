@@ -213,9 +213,9 @@ class RLTrainer(Trainer):
         self.engine.module.eval()
         with torch.no_grad():
             for batch in self.micro_batches(samples):
-                ref, _, _ = self._forward(self.engine.module, batch)
-                for s, value in zip(batch, ref.tolist(), strict=False):
-                    s["ref_logp"] = value
+                old, _, _ = self._forward(self.engine.module, batch)  # log π_θi(y|x), fixed for the iteration
+                for s, value in zip(batch, old.tolist(), strict=False):
+                    s["old_logp"] = value
         logprob_s = time.perf_counter() - started
         started = time.perf_counter()
         self.engine.module.train()
@@ -230,12 +230,12 @@ class RLTrainer(Trainer):
                 for m, batch in enumerate(mini):
                     self.engine.set_gradient_accumulation_boundary(m == len(mini) - 1)
                     logp, entropy, tokens = self._forward(self.engine, batch, with_entropy=epoch == 0)
-                    ref = torch.tensor([s["ref_logp"] for s in batch], dtype=logp.dtype)
+                    old = torch.tensor([s["old_logp"] for s in batch], dtype=logp.dtype)
                     adv = torch.tensor([s["advantage"] for s in batch], dtype=logp.dtype)
-                    terms = mirror_descent_terms(logp, ref, adv, cfg.tau) if batch else logp * 0.0
+                    terms = mirror_descent_terms(logp, old, adv, cfg.tau) if batch else logp * 0.0
                     self.backward(terms.sum(), size)  # the mean over all ranks' samples
                     if batch:
-                        sums["sq_log_ratio"] += float(((logp.detach() - ref) ** 2).sum()) / cfg.epochs
+                        sums["sq_log_ratio"] += float(((logp.detach() - old) ** 2).sum()) / cfg.epochs
                         sums["policy_term"] += float(-(adv * logp.detach()).sum()) / cfg.epochs
                     if entropy is not None and batch:
                         sums["entropy_x_tokens"] += float(entropy) * float(tokens)
