@@ -64,7 +64,7 @@ def vllm_tokens_per_s(model_path: Path, dtype: str, prompts: int, max_tokens: in
         "import json, sys, time\n"
         "from vllm import LLM, SamplingParams\n"
         "if __name__ == '__main__':\n"
-        f"    llm = LLM(model={str(model_path)!r}, **{engine.llm_kwargs()!r})\n"
+        f"    llm = LLM(model={str(model_path)!r}, **{engine.llm_kwargs(model_path)!r})\n"
         f"    params = SamplingParams(temperature=1.0, max_tokens={max_tokens}, ignore_eos=True, seed=0)\n"
         "    llm.generate(['Warm up'], params, use_tqdm=False)\n"
         f"    prompts = [f'Problem {{i}}: add the numbers 3, 5 and {{i}}.' for i in range({prompts})]\n"

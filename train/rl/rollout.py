@@ -56,7 +56,8 @@ class RolloutEngine:
 
         self.max_model_len = engine.max_model_len
         with without_launcher_env():
-            self.llm = LLM(model=str(model_path), worker_extension_cls=WORKER_EXTENSION, **engine.llm_kwargs())
+            kwargs = engine.llm_kwargs(model_path)
+            self.llm = LLM(model=str(model_path), worker_extension_cls=WORKER_EXTENSION, **kwargs)
 
     def generate(
         self, contexts: Sequence[list[int]], max_tokens: Sequence[int], temperature: float, top_p: float,

@@ -1,0 +1,26 @@
+"""Engine settings on CPU: the KV cache is sized explicitly, no larger than the model can fill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from k15.engine import EngineConfig, kv_bytes_per_token, node_memory_bytes, on_cpu
+
+
+def test_kv_bytes_per_token_follow_the_model_config(tiny_model: Path, tmp_path: Path) -> None:
+    # the tiny model: 2 layers, 1 KV head of 64 dims; keys and values
+    assert kv_bytes_per_token(tiny_model, "float32") == 2 * 2 * 1 * 64 * 4
+    assert kv_bytes_per_token(tiny_model, "bfloat16") == 2 * 2 * 1 * 64 * 2
+    assert kv_bytes_per_token(tmp_path, "float32") is None  # no config.json: unknown
+
+
+@pytest.mark.skipif(not on_cpu(), reason="the explicit KV size is the CPU engine's")
+def test_cpu_kv_cache_is_the_share_capped_by_what_the_model_can_use(tiny_model: Path) -> None:
+    cfg = EngineConfig(dtype="float32", max_model_len=512, max_num_seqs=8, gpu_memory_utilization=0.5)
+    assert cfg.kv_cache_bytes(tiny_model) == 2 * 2 * 64 * 4 * 8 * 512  # far below half the RAM
+    assert cfg.kv_cache_bytes() == int(0.5 * node_memory_bytes())  # no model: the share
+    assert cfg.llm_kwargs(tiny_model)["kv_cache_memory_bytes"] == cfg.kv_cache_bytes(tiny_model)
+    args = cfg.server_args(tiny_model)
+    assert args[args.index("--kv-cache-memory-bytes") + 1] == str(cfg.kv_cache_bytes(tiny_model))
