@@ -66,7 +66,7 @@ def test_demo_runs_every_stage_and_reuses_them(tiny_model: Path, tmp_path: Path)
     cfg = load_config(DemoConfig, config)
     assert pipeline.run(cfg)["rl"] == json.loads((out / "report.json").read_text())["rl"]
     assert pipeline.run_long2short(cfg) == {"merge": out / "long2short" / "merge" / "final"}
-    limits = {t: n for t, n in cfg.report["tasks"].items() if t in tasks}
+    limits = {t: n for t, n in cfg.report.tasks.items() if t in tasks}
     again = efficiency.run(efficiency.EfficiencyConfig(run_dir=str(out), long=report["long"], tasks=limits,
                                                        data_dir=cfg.eval_data_dir, max_tokens=32))  # fmt: skip
     assert again["rows"] == report["rows"]

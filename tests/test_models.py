@@ -53,6 +53,7 @@ def test_models_list_shows_default_and_run_checkpoints(default_model: Path, tiny
     assert lines[0].split()[:3] == ["KIND", "SIZE", "NAME"]
     assert any(line.startswith("base") and str(default_model) in line for line in lines)
     assert any(line.startswith("unknown") and "iter-3" in line for line in lines)
+    assert lines[-1].startswith("precision on this machine (dtype auto): ") and "(auto: " in lines[-1]
 
 
 def test_models_list_reads_kind_from_metadata(

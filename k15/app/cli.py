@@ -26,6 +26,7 @@ def cmd_models_prepare_default(args: argparse.Namespace) -> int:
 
 def cmd_models_list(args: argparse.Namespace) -> int:
     from k15.models import list_checkpoints
+    from k15.precision import describe
 
     rows = list_checkpoints()
     if not rows:
@@ -34,6 +35,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     print(f"{'KIND':<11} {'SIZE':>8}  {'NAME':<28} PATH")
     for row in rows:
         print(f"{row.kind:<11} {_human_size(row.size):>8}  {row.name:<28} {row.path}")
+    print(f"precision on this machine (dtype auto): {describe('auto')}")
     return 0
 
 
