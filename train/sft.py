@@ -66,7 +66,7 @@ class SFTTrainer(OfflineTrainer):
             nll = -logp.sum()
             self.backward(nll, total_tokens)  # the token mean over the global batch
             self.engine.step()
-            loss_sum += float(nll)
+            loss_sum += float(nll.detach())
         seconds = time.perf_counter() - started
         trained = sum(all_gather_objects(sum(len(self.encoded[i][0]) for i in mine)))
         return {
