@@ -10,12 +10,9 @@ on disk keep their dtype; what is loaded is cast to the chosen precision.
 from __future__ import annotations
 
 import functools
-import logging
 from typing import Literal
 
 import torch
-
-log = logging.getLogger(__name__)
 
 DType = Literal["auto", "bfloat16", "float32", "float16"]
 TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
@@ -54,10 +51,3 @@ def describe(dtype: DType | str) -> str:
     if dtype != "auto":
         return f"{chosen} (set in the config)"
     return f"{chosen} (auto: {native_bf16()[1]})"
-
-
-def log_choice(what: str, dtype: DType | str) -> str:
-    """Log (and return) the precision ``what`` runs in."""
-    chosen = resolve(dtype)
-    log.info("k15: %s precision: %s", what, describe(dtype))
-    return chosen

@@ -77,14 +77,13 @@ class SampledMethodConfig(Config):
     samples: str | None = Field(None, description="the samples file, shareable by shortest and DPO (default: "
                                 "<run dir>/samples.jsonl)")  # fmt: skip
     sampling: SampleConfig = SampleConfig()
+    trainer: ClassVar[TrainedWith]  # set by each method
 
     def run_dir(self) -> Path:
         return Path(self.output_dir).expanduser() if self.output_dir else paths.runs_dir() / self.name
 
     def samples_file(self) -> Path:
         return Path(self.samples).expanduser() if self.samples else self.run_dir() / SAMPLES_FILE
-
-    trainer: ClassVar[TrainedWith]
 
     def trainer_config(self) -> Any:
         """The trainer's config: the keys set in the trainer's section plus what this method fixes."""

@@ -3,7 +3,7 @@
 One iteration i, on every rank:
   1. sample prompts (curriculum + prioritized, §2.3.4); this rank takes its share;
   2. roll out k responses per prompt with vLLM from π_θi, continuing unfinished partial rollouts (§2.6.2);
-  3. reward: the verifier (evalsuite's grader) plus the length reward (§2.3.3) once the warm-up is over;
+  3. reward: the shared grader (:mod:`k15.grading`) plus the length reward (§2.3.3) once the warm-up is over;
   4. log π_θi(y|x) once, then ``epochs × mini_batches`` optimizer steps on paper Eq. 3 (:mod:`k15.train.rl.loss`);
   5. push the new weights π_θi+1 into the vLLM engine in memory; log metrics; save the resumable state.
 """
@@ -28,10 +28,7 @@ from k15.train.rl.partial_rollouts import ReplayBuffer, Trajectory, degenerate_r
 from k15.train.rl.rewards import length_rewards, verifier_reward
 from k15.train.rl.rollout import RolloutConfig, RolloutEngine, prompt_ids
 from k15.train.rl.sampling import ProblemSampler
-from k15.train.runtime.deepspeed_setup import (
-    full_state_dict,
-    reset_optimizer_state,
-)
+from k15.train.runtime.deepspeed_setup import full_state_dict, reset_optimizer_state
 from k15.train.runtime.distributed import all_gather_objects, barrier
 from k15.train.runtime.trainer import Trainer, TrainerConfig
 
