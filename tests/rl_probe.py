@@ -11,6 +11,7 @@ import torch
 
 from k15.config import load_config
 from k15.train.rl.trainer import RLConfig, RLTrainer
+from k15.train.runtime.distributed import close_distributed
 
 
 def vllm_logprobs(trainer: RLTrainer, ids: list[int]) -> list[float]:
@@ -46,7 +47,9 @@ def main(config_file: str) -> None:
         "vllm_change": max(abs(a - b) for a, b in zip(vllm_after, vllm_before, strict=True)),
         "metrics": metrics,
     }))  # fmt: skip
-    trainer.rollout.close()
+    trainer.logger.close()
+    trainer.close()
+    close_distributed()
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def test_one_rl_iteration_changes_the_weights_and_vllm_samples_from_them(
     config = rl_config(tmp_path / "rl.yaml", tiny_sft / "final", arith / "train.jsonl", tmp_path / "run")
     result = subprocess.run([sys.executable, str(REPO / "tests" / "rl_probe.py"), str(config)],
                             capture_output=True, text=True, timeout=600, cwd=REPO)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-1000:] + result.stderr[-3000:]
     probe = json.loads(next(line for line in reversed(result.stdout.splitlines()) if line.startswith('{"moved"')))
     metrics = probe["metrics"]
     assert metrics["samples_trained"] == 16 and metrics["grad_norm"] > 0

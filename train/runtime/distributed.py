@@ -29,6 +29,15 @@ def init_distributed() -> None:
     deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name())
 
 
+def close_distributed() -> None:
+    """Leave the process group (at the end of a run): a process that exits with gloo's threads still running can
+    abort in their destructors ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def rank() -> int:
     import torch.distributed as dist
 

@@ -21,7 +21,14 @@ from k15.config import Config
 from k15.models import resolve_model
 from k15.precision import describe
 from k15.train.runtime.deepspeed_setup import DeepSpeedConfig, build_engine, export_hf, load_policy
-from k15.train.runtime.distributed import all_gather_objects, barrier, init_distributed, rank, world_size
+from k15.train.runtime.distributed import (
+    all_gather_objects,
+    barrier,
+    close_distributed,
+    init_distributed,
+    rank,
+    world_size,
+)
 from k15.train.runtime.logprobs import sequence_logprobs
 from k15.train.runtime.metrics_log import MetricsLogger
 from k15.train.runtime.state import load_state, save_state
@@ -170,4 +177,5 @@ class Trainer(ABC):
             self.logger.close()
             self.close()
         barrier()
+        close_distributed()
         return final
