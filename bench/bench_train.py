@@ -27,7 +27,7 @@ from bench_precision import matmul_flops
 
 from k15.config import load_config
 from k15.precision import describe, torch_dtype
-from k15.train.data.demo_task import make_splits
+from k15.train.data.arith import make_splits
 from k15.train.rl.trainer import RLConfig, RLTrainer
 from k15.train.runtime.logprobs import sequence_logprobs
 

@@ -26,7 +26,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 # `evalsuite run` flags that map one-to-one onto EvalConfig keys.
 RUN_FLAGS = (
-    "endpoint", "api_key", "backend", "model_path", "samples", "limit", "out", "data_dir", "concurrency",
+    "endpoint", "api_key", "backend", "samples", "limit", "out", "data_dir", "concurrency",
     "temperature", "max_tokens_long", "max_tokens_short", "seed", "judge_endpoint", "judge_model",
 )  # fmt: skip
 
@@ -39,14 +39,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     for key in RUN_FLAGS:
         if getattr(args, key) is not None:
             overrides.append(f"{key}={json.dumps(getattr(args, key))}")
+    if args.thinking_budgets is not None:
+        overrides.append(f"thinking_budgets={json.dumps(args.thinking_budgets)}")
     if args.model:
         overrides.append(f"models={json.dumps(args.model)}")
+    if args.model_path:
+        overrides.append(f"model_paths={json.dumps(args.model_path)}")
     for flag, key in (("long", "serve.long"), ("short", "serve.short")):
         if getattr(args, flag):
             overrides.append(f"{key}={json.dumps(getattr(args, flag))}")
     out = run(load_config(EvalConfig, args.config, overrides))
     print(f"evalsuite: results in {out}/ (summary.json, results.md, accuracy_vs_tokens.png, samples/)", file=sys.stderr)
     return 0
+
+
+def budget_list(text: str) -> list[int]:
+    """``32,64,128`` → [32, 64, 128]; argparse turns the ValueError into a usage error."""
+    try:
+        budgets = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of token counts: {text!r}") from None
+    if not budgets or any(b < 0 for b in budgets):
+        raise argparse.ArgumentTypeError(f"thinking budgets must be token counts ≥ 0, got {text!r}")
+    return sorted(set(budgets))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -77,14 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("tasks", nargs="+", metavar="TASK")
     run.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL (default: start k15 serve)")
-    run.add_argument(
-        "--model", action="append", metavar="NAME", help="model at the endpoint (repeatable; default: all modes)"
-    )
+    run.add_argument("--model", action="append", metavar="NAME",
+                     help="model at the endpoint, or the name of each --model-path (repeatable; default: all "
+                          "modes, or the checkpoints' folder names)")  # fmt: skip
     run.add_argument("--long", metavar="PATH", help="without --endpoint: long-CoT checkpoint to serve")
     run.add_argument("--short", metavar="PATH", help="without --endpoint: long2short checkpoint to serve")
     run.add_argument("--api-key")
     run.add_argument("--backend", choices=["endpoint", "vllm"], help="vllm: evaluate --model-path in-process")
-    run.add_argument("--model-path", metavar="PATH")
+    run.add_argument("--model-path", action="append", metavar="PATH",
+                     help="--backend vllm: a checkpoint (repeatable: one engine, weights swapped)")  # fmt: skip
     run.add_argument("--samples", type=int, help="samples per problem (pass@1 is their mean; also maj@n, pass@k)")
     run.add_argument("--limit", type=int, help="first N problems of each task")
     run.add_argument("--out", metavar="DIR", help="results directory; re-run with the same DIR to resume")
@@ -94,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-tokens-long", type=int)
     run.add_argument("--max-tokens-short", type=int)
     run.add_argument("--seed", type=int)
+    run.add_argument(
+        "--thinking-budgets", type=budget_list, metavar="N,N,...",
+        help="sweep: each thinking model once per budget of thinking tokens (the answer forced after the cut)",
+    )  # fmt: skip
     run.add_argument("--judge-endpoint", metavar="URL", help="MathVista: extract answers with an LLM at this URL")
     run.add_argument("--judge-model", metavar="NAME", help="the judge's model name")
     run.add_argument("--config", "-c", metavar="FILE", help="YAML config (keys of EvalConfig)")

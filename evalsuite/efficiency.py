@@ -35,7 +35,7 @@ class EfficiencyConfig(Config):
                                   description="task → number of problems (the first N)")  # fmt: skip
     demo_data: str | None = Field(
         None,
-        description="the demo task's (arith) data directory "
+        description="the data directory of the demo task (target_task) "
         "(default: RUN_DIR/data, where `k15 train long-cot` writes it)",
     )
     data_dir: str | None = Field(None, description="the other tasks' local copies (default: K15_DATA_DIR, else hub)")
@@ -53,7 +53,7 @@ class EfficiencyConfig(Config):
 
     def task_data_dirs(self) -> dict[str, str]:
         demo = Path(self.demo_data).expanduser() if self.demo_data else Path(self.run_dir).expanduser() / "data"
-        return {"arith": str(demo)}
+        return {self.target_task: str(demo)}
 
 
 @dataclass(frozen=True)
@@ -90,25 +90,32 @@ def long_model(cfg: EfficiencyConfig, short: list[Model]) -> Path:
     return Path(bases.pop())  # type: ignore[arg-type]
 
 
-def evaluate(cfg: EfficiencyConfig, model: Model, tasks: dict[str, int]) -> list[dict[str, Any]]:
-    """Evaluate ``model`` on ``tasks`` (task → problems) into ``OUT/evals/<label>``; its evalsuite results, one per
-    task. A rerun resumes the samples; results made with other settings (``settings.json``) are discarded."""
-    out = cfg.out_dir() / "evals" / model.label.replace("/", "_")
+def evaluate(cfg: EfficiencyConfig, models: list[Model], tasks: dict[str, int]) -> list[dict[str, Any]]:
+    """Evaluate ``models`` on ``tasks`` (task → problems) into ``OUT/evals`` through one vLLM engine (each
+    checkpoint's weights swapped into it); their evalsuite results, one per task and model. A rerun resumes the
+    samples; samples made with other settings (``settings.json``) are discarded."""
+    out = cfg.out_dir() / "evals"
     settings = {
-        "tasks": list(tasks), "model_path": str(model.path), "models": [model.label], "samples": cfg.samples,
-        "task_limits": tasks, "data_dir": cfg.data_dir, "task_data_dirs": cfg.task_data_dirs(),
-        "temperature": cfg.temperature, "max_tokens_long": cfg.max_tokens, "max_tokens_short": cfg.max_tokens,
+        "tasks": list(tasks), "samples": cfg.samples, "task_limits": tasks, "data_dir": cfg.data_dir,
+        "task_data_dirs": cfg.task_data_dirs(), "temperature": cfg.temperature, "max_tokens_long": cfg.max_tokens,
+        "max_tokens_short": cfg.max_tokens,
     }  # fmt: skip
+    checkpoints = {"model_paths": [str(m.path) for m in models], "models": [m.label for m in models]}
     recorded = out / "settings.json"
     if recorded.is_file() and json.loads(recorded.read_text()) != settings:
         shutil.rmtree(out)
-    if not (out / SUMMARY).is_file():
+    done = (out / SUMMARY).is_file() and {r["model"] for r in load_summary(out)["results"]} == set(
+        checkpoints["models"]
+    )
+    if not done:
         out.mkdir(parents=True, exist_ok=True)
         recorded.write_text(json.dumps(settings, indent=2) + "\n")
-        print(f"k15 report long2short: evaluating {model.label} ({model.path})", flush=True)
-        eval_cfg = EvalConfig.model_validate({**settings, "backend": "vllm", "out": str(out), "engine": cfg.engine})
-        run_in_subprocess(eval_cfg, str(model.path))
-    return [{**r, "model": model.label, "method": model.method} for r in load_summary(out)["results"]]
+        print(f"k15 report long2short: evaluating {', '.join(checkpoints['models'])} (one engine)", flush=True)
+        eval_cfg = EvalConfig.model_validate({**settings, **checkpoints, "backend": "vllm", "out": str(out),
+                                              "engine": cfg.engine})  # fmt: skip
+        run_in_subprocess(eval_cfg, "the long2short checkpoints")
+    method = {m.label: m.method for m in models}
+    return [{**r, "method": method[r["model"]]} for r in load_summary(out)["results"] if r["model"] in method]
 
 
 def compare(cfg: EfficiencyConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -172,7 +179,7 @@ def run(cfg: EfficiencyConfig) -> dict[str, Any]:
     tasks = available_tasks(cfg.tasks, cfg.data_dir, cfg.task_data_dirs())
     if cfg.target_task not in tasks:
         raise ValueError(f"the target task {cfg.target_task!r} is not among the evaluated tasks {sorted(tasks)}")
-    results = [r for m in [Model(LONG, long, "long-cot"), *short] for r in evaluate(cfg, m, tasks)]
+    results = evaluate(cfg, [Model(LONG, long, "long-cot"), *short], tasks)
     report = {"long": str(long), "checkpoints": {m.label: str(m.path) for m in short}, **compare(cfg, results)}
     out = cfg.out_dir()
     plot_results = [{"task": r["task"], "model": r["model"], "pass@1": r["accuracy"],

@@ -18,6 +18,7 @@ from k15.jsonl import write_text_atomic
 
 SUMMARY = "summary.json"
 _PLOT_TITLE = "pass@1 against mean completion tokens"
+_BUDGET_TITLE = "pass@1 against thinking budget"
 _MARKERS = "osD^vP*Xph<>"
 _RUN_INFO = {  # run-info keys shown first, with their names
     "tasks": "tasks",
@@ -103,11 +104,14 @@ def markdown_table(results: list[dict[str, Any]], run_label: str | None = None) 
     A leading ``run`` column holds each result's ``run`` key, else ``run_label``; it appears when either is set.
     """
     with_run = run_label is not None or any("run" in r for r in results)
-    header = (["run"] if with_run else []) + ["task", "model"] + [title for _, title in _COLUMNS]
+    with_budget = any("thinking_budget" in r for r in results)
+    header = (["run"] if with_run else []) + ["task", "model"] + (["thinking budget"] if with_budget else [])
+    header += [title for _, title in _COLUMNS]
     align = ["---"] * (len(header) - len(_COLUMNS)) + ["--:"] * len(_COLUMNS)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for result in results:
         cells = ([result.get("run", run_label)] if with_run else []) + [result["task"], result["model"]]
+        cells += [result.get("thinking_budget", "–")] if with_budget else []
         cells = [_escape(c) for c in cells] + [_cell(key, result.get(key)) for key, _ in _COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -117,11 +121,17 @@ def _series(result: dict[str, Any]) -> str:
     return f"{result['run']} · {result['model']}" if "run" in result else result["model"]
 
 
+def _point_label(result: dict[str, Any]) -> str:
+    budget = result.get("thinking_budget")
+    return _series(result) + ("" if budget is None else f" @{budget}")
+
+
 def plot_accuracy_vs_tokens(results: list[dict[str, Any]], path: Path, title: str = _PLOT_TITLE) -> Path:
     """Plot pass@1 (%) against mean completion tokens into the PNG ``path``; return ``path``.
 
     Colour by task, marker and label by model (by run · model when results carry ``run``), each task's points joined
-    in token order; log-x when the tokens span more than 10x. Results without both numbers are left out.
+    in token order (with a thinking-budget sweep: each task's and model's points, labelled with their budget); log-x
+    when the tokens span more than 10x. Results without both numbers are left out.
     """
     points = [r for r in results if r.get("pass@1") is not None and r.get("mean_completion_tokens") is not None]
     fig = Figure(figsize=(8, 5), dpi=120)
@@ -130,14 +140,17 @@ def plot_accuracy_vs_tokens(results: list[dict[str, Any]], path: Path, title: st
     series = list(dict.fromkeys(map(_series, points)))
     colours = {task: f"C{i % 10}" for i, task in enumerate(tasks)}
     markers = {name: _MARKERS[i % len(_MARKERS)] for i, name in enumerate(series)}
-    for task in tasks:
-        mine = sorted((r for r in points if r["task"] == task), key=lambda r: r["mean_completion_tokens"])
+    swept = any("thinking_budget" in r for r in points)
+    groups = [(t, s) for t in tasks for s in series] if swept else [(t, None) for t in tasks]
+    for task, name in groups:
+        mine = sorted((r for r in points if r["task"] == task and name in (None, _series(r))),
+                      key=lambda r: r["mean_completion_tokens"])  # fmt: skip
         xs = [r["mean_completion_tokens"] for r in mine]
         ax.plot(xs, [100 * r["pass@1"] for r in mine], color=colours[task], linewidth=0.8, alpha=0.6)
         for r, x in zip(mine, xs, strict=True):
             y = 100 * r["pass@1"]
             ax.scatter(x, y, color=colours[task], marker=markers[_series(r)], s=60, zorder=3)
-            ax.annotate(_series(r), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=7, color="0.3")
+            ax.annotate(_point_label(r), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=7, color="0.3")
     tokens = [r["mean_completion_tokens"] for r in points]
     if tokens and min(tokens) > 0 and max(tokens) > 10 * min(tokens):
         ax.set_xscale("log")
@@ -159,6 +172,58 @@ def plot_accuracy_vs_tokens(results: list[dict[str, Any]], path: Path, title: st
     return path
 
 
+def plot_accuracy_vs_budget(results: list[dict[str, Any]], path: Path, title: str = _BUDGET_TITLE) -> Path:
+    """Plot pass@1 (%) against the thinking budget (log2 x) into the PNG ``path``: a line per task and model of a
+    sweep, and a dashed level per task and model evaluated without a budget (e.g. a short model); return ``path``."""
+    points = [r for r in results if r.get("pass@1") is not None]
+    fig = Figure(figsize=(8, 5), dpi=120)
+    ax = fig.add_subplot()
+    tasks = list(dict.fromkeys(r["task"] for r in points))
+    series = list(dict.fromkeys(map(_series, points)))
+    colours = {task: f"C{i % 10}" for i, task in enumerate(tasks)}
+    styles = {name: (_MARKERS[i % len(_MARKERS)], ("-", "--", ":", "-.")[i % 4]) for i, name in enumerate(series)}
+    handles = []
+    for task in tasks:
+        for name in series:
+            mine = [r for r in points if r["task"] == task and _series(r) == name]
+            swept = sorted((r for r in mine if r.get("thinking_budget") is not None),
+                           key=lambda r: r["thinking_budget"])  # fmt: skip
+            marker, line = styles[name]
+            label = f"{task} · {name}"
+            if swept:
+                xs = [max(r["thinking_budget"], 1) for r in swept]
+                ax.plot(xs, [100 * r["pass@1"] for r in swept], color=colours[task], marker=marker, linestyle=line)
+                handles.append(Line2D([], [], color=colours[task], marker=marker, linestyle=line, label=label))
+            for r in (r for r in mine if r.get("thinking_budget") is None):
+                ax.axhline(100 * r["pass@1"], color=colours[task], linestyle=":", linewidth=1)
+                handles.append(Line2D([], [], color=colours[task], linestyle=":", label=f"{label} (no budget)"))
+    if any(r.get("thinking_budget") is not None for r in points):
+        ax.set_xscale("log", base=2)
+    else:
+        ax.text(0.5, 0.5, "no thinking-budget sweep to plot", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("thinking budget (tokens, log scale)")
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def _plots(results: list[dict[str, Any]], out_dir: Path, stem: str, suffix: str = "") -> list[Path]:
+    """The accuracy-against-tokens plot, and with a thinking-budget sweep the accuracy-against-budget one."""
+    plots = [plot_accuracy_vs_tokens(results, out_dir / f"{stem}.png", title=_PLOT_TITLE + suffix)]
+    if any("thinking_budget" in r for r in results):
+        plots.append(plot_accuracy_vs_budget(results, out_dir / f"{stem}_budget.png", title=_BUDGET_TITLE + suffix))
+    return plots
+
+
+def _images(plots: list[Path]) -> list[str]:
+    return [f"![{_PLOT_TITLE if i == 0 else _BUDGET_TITLE}]({p.name})" for i, p in enumerate(plots)]
+
+
 def _format_info(key: str, value: Any) -> str:
     if key == "wall_s":
         return _duration(value)
@@ -175,15 +240,16 @@ def _run_info_lines(run_info: dict[str, Any]) -> list[str]:
     return [f"- {_RUN_INFO.get(k, k)}: {_format_info(k, run_info[k])}" for k in order]
 
 
-def render(out_dir: Path) -> tuple[Path, Path]:
-    """Write ``results.md`` and ``accuracy_vs_tokens.png`` into ``out_dir`` from its ``summary.json``."""
+def render(out_dir: Path) -> tuple[Path, ...]:
+    """Write ``results.md`` and ``accuracy_vs_tokens.png`` (with a thinking-budget sweep also
+    ``accuracy_vs_tokens_budget.png``) into ``out_dir`` from its ``summary.json``; returns their paths."""
     summary = load_summary(out_dir)
-    plot = plot_accuracy_vs_tokens(summary["results"], out_dir / "accuracy_vs_tokens.png")
+    plots = _plots(summary["results"], out_dir, "accuracy_vs_tokens")
     lines = ["# Evaluation results", "", *_run_info_lines(summary["run"]), ""]
-    lines += [markdown_table(summary["results"]), f"![{_PLOT_TITLE}]({plot.name})", ""]
+    lines += [markdown_table(summary["results"]), *_images(plots), ""]
     md = out_dir / "results.md"
     md.write_text("\n".join(lines), encoding="utf-8")
-    return md, plot
+    return md, *plots
 
 
 def _labels(run_dirs: list[Path]) -> list[str]:
@@ -192,18 +258,19 @@ def _labels(run_dirs: list[Path]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(d) for d in run_dirs]
 
 
-def compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, Path]:
-    """Write ``comparison.md`` and ``comparison.png`` into ``out_dir`` comparing the runs in ``run_dirs``."""
+def compare(run_dirs: list[Path], out_dir: Path) -> tuple[Path, ...]:
+    """Write ``comparison.md`` and ``comparison.png`` (and ``comparison_budget.png`` when a run swept the thinking
+    budget) into ``out_dir`` comparing the runs in ``run_dirs``; returns their paths."""
     if not run_dirs:
         raise ValueError("no runs to compare")
     summaries = [load_summary(d) for d in run_dirs]
     labels = _labels(run_dirs)
     results = [{**r, "run": label} for label, s in zip(labels, summaries, strict=True) for r in s["results"]]
-    plot = plot_accuracy_vs_tokens(results, out_dir / "comparison.png", title=f"{_PLOT_TITLE}, by run")
+    plots = _plots(results, out_dir, "comparison", ", by run")
     lines = ["# Run comparison", ""]
     for label, run_dir, summary in zip(labels, run_dirs, summaries, strict=True):
         lines += [f"## {label}", "", f"- directory: `{run_dir}`", *_run_info_lines(summary["run"]), ""]
-    lines += ["## Results", "", markdown_table(results), f"![{_PLOT_TITLE}]({plot.name})", ""]
+    lines += ["## Results", "", markdown_table(results), *_images(plots), ""]
     md = out_dir / "comparison.md"
     md.write_text("\n".join(lines), encoding="utf-8")
-    return md, plot
+    return md, *plots

@@ -12,14 +12,16 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from tqdm import tqdm
 
 from k15 import __version__
+from k15.checkpoint import THINKING_KINDS
 from k15.client import Completion, EndpointGenerator
 from k15.config import Config
 from k15.engine import EngineConfig
@@ -38,7 +40,9 @@ class EvalConfig(Config):
     models: list[str] = Field(default_factory=list, description="model names at the endpoint; empty: every mode")
     api_key: str | None = None
     backend: Literal["endpoint", "vllm"] = "endpoint"
-    model_path: str | None = Field(None, description="checkpoint for --backend vllm")
+    model_paths: list[str] = Field(default_factory=list, description="--backend vllm: the checkpoints (default: the "
+                                   "embedded default), one engine for those of one architecture, weights swapped in "
+                                   "memory")  # fmt: skip
     samples: int = Field(1, ge=1, description="samples per problem; pass@1 is their mean")
     limit: int | None = Field(None, ge=1, description="first N problems of each task")
     task_limits: dict[str, int] = Field(default_factory=dict, description="per task: first N problems (over limit)")
@@ -50,6 +54,10 @@ class EvalConfig(Config):
     top_p: float = Field(0.95, gt=0, le=1)
     max_tokens_long: int = Field(4096, gt=0)
     max_tokens_short: int = Field(1024, gt=0)
+    thinking_budgets: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=list, description="sweep: each thinking model once per budget (thinking tokens; the answer "
+        "is forced after the cut); models without thinking run once"
+    )  # fmt: skip
     seed: int = 0
     concurrency: int = Field(32, ge=1)
     retries: int = Field(4, ge=0)
@@ -61,11 +69,33 @@ class EvalConfig(Config):
     engine: EngineConfig = Field(default_factory=EngineConfig)
 
 
+@dataclass(frozen=True)
 class Target:
-    """A model to evaluate: its name, mode (long or short, which picks max_tokens) and whether it sees images."""
+    """A model to evaluate: its name, mode (long or short, which picks max_tokens), whether it sees images, whether
+    it thinks in a block a budget can cut, and the thinking budget it runs under (None: none)."""
 
-    def __init__(self, name: str, mode: str, multimodal: bool) -> None:
-        self.name, self.mode, self.multimodal = name, mode, multimodal
+    name: str
+    mode: str
+    multimodal: bool = False
+    thinks: bool = True
+    thinking_budget: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The model and its budget, as sample files and timings are named."""
+        return self.name if self.thinking_budget is None else f"{self.name}__think-{self.thinking_budget}"
+
+    @property
+    def label(self) -> str:
+        return self.name if self.thinking_budget is None else f"{self.name} (thinking ≤ {self.thinking_budget})"
+
+
+def with_budgets(targets: list[Target], budgets: list[int]) -> list[Target]:
+    """One target per thinking budget for each thinking target; the others once, as they are."""
+    swept: list[Target] = []
+    for target in targets:
+        swept += [replace(target, thinking_budget=b) for b in budgets] if budgets and target.thinks else [target]
+    return swept
 
 
 def sample_file(out: Path, task: str, model: str) -> Path:
@@ -98,7 +128,8 @@ def make_record(
 ) -> dict[str, Any]:  # fmt: skip
     record: dict[str, Any] = {
         "task": task.name, "model": target.name, "mode": target.mode, "id": item.id, "sample": sample,
-        "prompt": item.text, "gold": str(item.record.get("answer")), "image_sent": image_sent,
+        "thinking_budget": target.thinking_budget, "prompt": item.text, "gold": str(item.record.get("answer")),
+        "image_sent": image_sent,
         "latency_s": round(latency, 3), "error": error,
     }  # fmt: skip
     if completion is None:
@@ -131,10 +162,13 @@ class Runner:
     def extractor(self, task: Task) -> Any:
         return self.judge if task.grader == "mathvista" else None
 
-    def sampling(self, mode: str, sample: int) -> dict[str, Any]:
-        max_tokens = self.cfg.max_tokens_long if mode == "long" else self.cfg.max_tokens_short
-        return {"temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "max_tokens": max_tokens,
-                "seed": self.cfg.seed + sample}  # fmt: skip
+    def sampling(self, target: Target, sample: int) -> dict[str, Any]:
+        max_tokens = self.cfg.max_tokens_long if target.mode == "long" else self.cfg.max_tokens_short
+        params = {"temperature": self.cfg.temperature, "top_p": self.cfg.top_p, "max_tokens": max_tokens,
+                  "seed": self.cfg.seed + sample}  # fmt: skip
+        if target.thinking_budget is not None:
+            params["thinking_token_budget"] = target.thinking_budget
+        return params
 
     def pending(self, path: Path, items: list[Item]) -> tuple[list[tuple[Item, int]], int]:
         done = {key for key, r in load_samples(path).items() if r.get("error") is None}
@@ -146,13 +180,13 @@ class Runner:
         write_text_atomic(self.state_path, json.dumps(self.state))
 
     async def run_endpoint(self, generator: EndpointGenerator, task: Task, items: list[Item], target: Target) -> None:
-        path = sample_file(self.out, task.name, target.name)
+        path = sample_file(self.out, task.name, target.key)
         todo, done = self.pending(path, items)
         send_image = self.cfg.send_images if self.cfg.send_images is not None else target.multimodal
         gate = asyncio.Semaphore(self.cfg.concurrency)
         started = time.monotonic()
         with path.open("a") as sink, tqdm(total=len(todo) + done, initial=done, unit="sample",
-                                          desc=f"{task.name} · {target.name}", dynamic_ncols=True) as bar:  # fmt: skip
+                                          desc=f"{task.name} · {target.label}", dynamic_ncols=True) as bar:  # fmt: skip
 
             async def one(item: Item, sample: int) -> None:
                 async with gate:
@@ -160,7 +194,7 @@ class Runner:
                     completion, error = None, None
                     try:
                         completion = await generator.complete(
-                            target.name, item.messages(send_image), self.sampling(target.mode, sample)
+                            target.name, item.messages(send_image), self.sampling(target, sample)
                         )
                     except Exception as exc:  # recorded per sample, retried on resume
                         error = f"{type(exc).__name__}: {exc}"[:500]
@@ -174,18 +208,18 @@ class Runner:
                 bar.update()
 
             await asyncio.gather(*(one(item, sample) for item, sample in todo))
-        self.save_wall(f"{task.name}__{target.name}", time.monotonic() - started)
+        self.save_wall(f"{task.name}__{target.key}", time.monotonic() - started)
 
     def run_vllm(self, generator: VLLMGenerator, task: Task, items: list[Item], target: Target) -> None:
-        path = sample_file(self.out, task.name, target.name)
+        path = sample_file(self.out, task.name, target.key)
         todo, done = self.pending(path, items)
         wave = max(self.cfg.concurrency, 1)
         with path.open("a") as sink, tqdm(total=len(todo) + done, initial=done, unit="sample",
-                                          desc=f"{task.name} · {target.name}", dynamic_ncols=True) as bar:  # fmt: skip
+                                          desc=f"{task.name} · {target.label}", dynamic_ncols=True) as bar:  # fmt: skip
             for start in range(0, len(todo), wave):
                 chunk = todo[start : start + wave]
                 begin = time.monotonic()
-                requests = [(item.messages(False), self.sampling(target.mode, s)) for item, s in chunk]
+                requests = [(item.messages(False), self.sampling(target, s)) for item, s in chunk]
                 completions = generator.complete_batch(requests)
                 seconds = time.monotonic() - begin
                 for (item, sample), completion in zip(chunk, completions, strict=True):
@@ -193,16 +227,17 @@ class Runner:
                                          self.extractor(task))  # fmt: skip
                     sink.write(json.dumps(record) + "\n")
                 sink.flush()
-                self.save_wall(f"{task.name}__{target.name}", seconds)
+                self.save_wall(f"{task.name}__{target.key}", seconds)
                 bar.update(len(chunk))
 
     def summarise(self, tasks: list[Task], targets: list[Target], run_info: dict[str, Any]) -> list[dict[str, Any]]:
         results = []
         for task in tasks:
             for target in targets:
-                records = list(load_samples(sample_file(self.out, task.name, target.name)).values())
-                wall = self.state.get(f"{task.name}__{target.name}")
-                results.append({"task": task.name, "model": target.name, **summarize(records, wall)})
+                records = list(load_samples(sample_file(self.out, task.name, target.key)).values())
+                wall = self.state.get(f"{task.name}__{target.key}")
+                budget = {} if target.thinking_budget is None else {"thinking_budget": target.thinking_budget}
+                results.append({"task": task.name, "model": target.name, **budget, **summarize(records, wall)})
         write_summary(self.out, run_info, results)
         render(self.out)
         return results
@@ -211,7 +246,8 @@ class Runner:
 def targets_from_server(models: list[dict[str, Any]], wanted: list[str]) -> list[Target]:
     """Which served models to evaluate (every mode unless named) and their modes, from ``/v1/models``.
 
-    k15 serve lists each model's ``mode``; other servers' models count as long-CoT (reasoning) models."""
+    k15 serve lists each model's ``mode`` and whether it ``thinks``; other servers' models count as long-CoT
+    (reasoning) models that think."""
     by_id = {m["id"]: m for m in models}
     names = wanted or [m["id"] for m in models if m.get("kind") != "auto"]
     unknown = [n for n in names if n not in by_id]
@@ -220,7 +256,8 @@ def targets_from_server(models: list[dict[str, Any]], wanted: list[str]) -> list
     targets = []
     for name in names:
         entry = by_id[name]
-        targets.append(Target(name, entry.get("mode", "long"), bool(entry.get("multimodal"))))
+        mode = entry.get("mode", "long")
+        targets.append(Target(name, mode, bool(entry.get("multimodal")), bool(entry.get("thinks", mode == "long"))))
     return targets
 
 
@@ -249,7 +286,8 @@ def run(cfg: EvalConfig) -> Path:
                 f"k15 serve (long: {stack.backends[names['long']].path}, short: {stack.backends[names['short']].path})"
             )
     run_info = {
-        "tasks": cfg.tasks, "models": [f"{t.name} ({t.mode})" for t in targets], "samples": cfg.samples,
+        "tasks": cfg.tasks, "models": list(dict.fromkeys(f"{t.name} ({t.mode})" for t in targets)),
+        "samples": cfg.samples, **({"thinking_budgets": cfg.thinking_budgets} if cfg.thinking_budgets else {}),
         "sampling": {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens_long": cfg.max_tokens_long,
                      "max_tokens_short": cfg.max_tokens_short, "seed": cfg.seed},
         "wall_s": round(sum(runner.state.values()), 1), "limit": cfg.limit, "task_limits": cfg.task_limits,
@@ -273,7 +311,7 @@ async def run_against(
             served = await generator.served_models()
         except Exception as exc:
             raise RuntimeError(f"cannot list the models at {base_url}: {type(exc).__name__}: {exc}") from None
-        targets = targets_from_server(served, cfg.models)
+        targets = with_budgets(targets_from_server(served, cfg.models), cfg.thinking_budgets)
         for task in tasks:
             for target in targets:
                 await runner.run_endpoint(generator, task, items[task.name], target)
@@ -284,17 +322,33 @@ async def run_against(
 
 def run_in_process(cfg: EvalConfig, runner: Runner, tasks: list[Task],
                    items: dict[str, list[Item]]) -> tuple[list[Target], str]:  # fmt: skip
+    """Evaluate ``cfg.model_paths`` in this process through one vLLM engine (a checkpoint of another architecture
+    gets a new one); a checkpoint whose samples are all done is not loaded again."""
     from k15.checkpoint import Kind, read_info
     from k15.models import resolve_model
 
-    path = resolve_model(cfg.model_path)
-    info = read_info(path)
-    mode = "short" if info and info.kind == Kind.long2short else "long"
-    target = Target(cfg.models[0] if cfg.models else path.name, mode, False)
-    generator = VLLMGenerator(path, cfg.engine)
-    for task in tasks:
-        runner.run_vllm(generator, task, items[task.name], target)
-    return [target], f"vllm in-process ({path})"
+    paths = [resolve_model(p) for p in cfg.model_paths] or [resolve_model(None)]
+    names = cfg.models or [p.name for p in paths]
+    if len(names) != len(paths) or len(set(names)) != len(names):
+        raise ValueError(f"--backend vllm: {len(paths)} checkpoint(s) need as many distinct model names, got {names}")
+    generator, targets = VLLMGenerator(cfg.engine), []
+    try:
+        for path, name in zip(paths, names, strict=True):
+            info = read_info(path)
+            mode = "short" if info and info.kind == Kind.long2short else "long"
+            thinks = bool(info and info.kind in THINKING_KINDS)
+            mine = with_budgets([Target(name, mode, thinks=thinks)], cfg.thinking_budgets)
+            targets += mine
+            todo = [(t, target) for t in tasks for target in mine
+                    if runner.pending(sample_file(runner.out, t.name, target.key), items[t.name])[0]]  # fmt: skip
+            if not todo:
+                continue
+            print(f"evalsuite: {name}: engine {generator.load(path)} ({path})", flush=True)
+            for task, target in todo:
+                runner.run_vllm(generator, task, items[task.name], target)
+    finally:
+        generator.close()
+    return targets, "vllm in-process (" + ", ".join(map(str, paths)) + ")"
 
 
 def run_in_subprocess(cfg: EvalConfig, what: str) -> Path:

@@ -17,6 +17,8 @@ from typing import Any
 
 THINK_START = "<think>"
 THINK_END = "</think>"
+# vLLM's reasoning config for a thinking budget: the block's markers; the end is forced when the budget is spent
+THINKING_MARKERS = {"reasoning_start_str": THINK_START, "reasoning_end_str": THINK_END}
 CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
 
 K15_CHAT_TEMPLATE = (

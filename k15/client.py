@@ -29,6 +29,10 @@ class Completion:
         return self.reasoning + (THINK_END + self.content if self.content else ""), True
 
 
+# sampling parameters that vLLM (and k15 serve) take beyond the OpenAI API: sent in the request's extra body
+EXTRA_BODY_PARAMS = ("thinking_token_budget",)
+
+
 class EndpointGenerator:
     """Chat completions from an OpenAI-compatible server, with retries and exponential back-off."""
 
@@ -47,9 +51,13 @@ class EndpointGenerator:
     async def complete(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any]) -> Completion:
         import openai
 
+        extra = {k: params[k] for k in EXTRA_BODY_PARAMS if params.get(k) is not None}
+        openai_params = {k: v for k, v in params.items() if k not in EXTRA_BODY_PARAMS}
+        if extra:
+            openai_params["extra_body"] = extra
         for attempt in range(self.retries + 1):
             try:
-                reply = await self.client.chat.completions.create(model=model, messages=messages, **params)
+                reply = await self.client.chat.completions.create(model=model, messages=messages, **openai_params)
                 break
             except (openai.APIConnectionError, openai.APIStatusError) as exc:
                 status = getattr(exc, "status_code", None)

@@ -122,3 +122,10 @@ class EngineConfig(Config):
             flag = "--" + key.replace("_", "-")
             args += [flag if value is True else "--no-" + flag[2:]] if isinstance(value, bool) else [flag, str(value)]
         return args
+
+
+def shutdown(llm: Any) -> None:
+    """Stop a ``vllm.LLM``'s engine core (its worker processes and their memory) now, not at garbage collection."""
+    engine_core = getattr(llm.llm_engine, "engine_core", None)
+    if engine_core is not None:
+        engine_core.shutdown()

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from k15.chat import THINK_END, THINK_START
+from k15.chat import THINKING_MARKERS
 from k15.checkpoint import THINKING_KINDS, read_info
 from k15.engine import EngineConfig
 from k15.serve.vllm_server import ServerError, VLLMServer
@@ -32,7 +32,7 @@ def reasoning_args(path: Path) -> list[str]:
     info = read_info(path)
     if not info or info.kind not in THINKING_KINDS:
         return []
-    markers = json.dumps({"reasoning_start_str": THINK_START, "reasoning_end_str": THINK_END})
+    markers = json.dumps(THINKING_MARKERS)
     return ["--reasoning-parser-plugin", str(REASONING_PARSER_PLUGIN), "--reasoning-parser", "k15",
             "--reasoning-config", markers]  # fmt: skip
 

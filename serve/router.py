@@ -251,6 +251,7 @@ def create_app(cfg: ServeConfig, backends: dict[str, Backend]) -> FastAPI:
                 "kind": b.kind,
                 "mode": "short" if name == cfg.names.short else "long",
                 "multimodal": b.multimodal,
+                "thinks": b.thinks,
             }
             for name, b in backends.items()
         ]

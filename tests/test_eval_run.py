@@ -152,6 +152,59 @@ def test_in_process_vllm_backend(tiny_model: Path, tmp_path: Path) -> None:
     assert len(records) == 3 and all(0 < r["completion_tokens"] <= 48 for r in records)
 
 
+@needs_data
+def test_thinking_budget_sweep_cuts_the_thinking_and_plots_accuracy_against_budget(
+    tiny_stack: ServeProcess, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    result = evalsuite("run", "math500", "--endpoint", tiny_stack.base_url, "--api-key", TEST_KEY, "--limit", "2",
+                       "--data-dir", str(SHARED_DATA), "--out", str(out), "--thinking-budgets", "16,2,4",
+                       "--max-tokens-long", "40", "--max-tokens-short", "24")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "summary.json").read_text())["results"]
+    swept = {r["model"]: r.get("thinking_budget") for r in results}
+    assert {(r["model"], r.get("thinking_budget")) for r in results} == {
+        ("k15-long", 2),
+        ("k15-long", 4),
+        ("k15-long", 16),
+        ("k15-short", None),
+    }, swept  # the thinking model once per budget; the model without thinking once
+    for budget in (2, 4, 16):
+        records = lines(out / "samples" / f"math500__k15-long__think-{budget}.jsonl")
+        assert len(records) == 2 and all(r["thinking_budget"] == budget and r["error"] is None for r in records)
+        assert all(1 <= r["reasoning_tokens"] <= budget + 1 for r in records), "the thinking is cut at the budget"
+    by_budget = {r["thinking_budget"]: r["mean_reasoning_tokens"] for r in results if r["model"] == "k15-long"}
+    assert by_budget[2] < by_budget[16]
+    assert (out / "accuracy_vs_tokens_budget.png").read_bytes()[:4] == b"\x89PNG"
+    table = (out / "results.md").read_text()
+    assert "thinking budget" in table and "| math500 | k15-long | 16 |" in table
+    assert "accuracy_vs_tokens_budget.png" in table
+    again = evalsuite("report", str(out))
+    assert again.returncode == 0 and "accuracy_vs_tokens_budget.png" in again.stdout
+
+
+@needs_data
+def test_in_process_backend_sweeps_the_budget_of_a_thinking_checkpoint(tiny_model: Path, tmp_path: Path) -> None:
+    from tests.conftest import make_checkpoint
+
+    long = make_checkpoint(tiny_model, tmp_path / "long", "long-cot")
+    out = tmp_path / "run"
+    result = evalsuite("run", "aime25", "--backend", "vllm", "--model-path", str(long), "--limit", "2",
+                       "--data-dir", str(SHARED_DATA), "--out", str(out), "--thinking-budgets", "3,12",
+                       "--set", "engine.enforce_eager=true", "--set", "engine.max_model_len=1024",
+                       "--set", "engine.gpu_memory_utilization=0.1", "--max-tokens-long", "32")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for budget in (3, 12):
+        records = lines(out / "samples" / f"aime25__long__think-{budget}.jsonl")
+        assert len(records) == 2 and all(1 <= r["reasoning_tokens"] <= budget + 1 for r in records)
+
+
+def test_thinking_budgets_must_be_token_counts() -> None:
+    for bad in ("32,x", "-4", ","):
+        result = evalsuite("run", "math500", "--thinking-budgets", bad)
+        assert result.returncode == 2 and "--thinking-budgets" in result.stderr and "Traceback" not in result.stderr
+
+
 def mathvista_data(root: Path, with_images: bool) -> Path:
     """Two real testmini rows in a local data dir; with rendered PNGs at their image paths when asked."""
     from tests.test_serve_multimodal import render_png

@@ -188,7 +188,7 @@ def test_merge_refuses_other_architectures_tokenizers_and_weights(
 def prompts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Demo-task splits. The RL prompts all get the answer 7 (which the formatted model gives two times in three);
     the SFT rows answer each prompt with SHORT, LONG and WRONG."""
-    from k15.train.data.demo_task import make_splits
+    from k15.train.data.arith import make_splits
 
     paths = make_splits(tmp_path_factory.mktemp("data"), train=4, heldout=1, sft=32)
     rows = [json.loads(line) for line in paths["train"].read_text().splitlines()]

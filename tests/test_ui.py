@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -35,14 +36,14 @@ def results_dir(tiny_stack: ServeProcess, tmp_path_factory: pytest.TempPathFacto
     return out
 
 
-@pytest.fixture(scope="module")
-def ui_url(tiny_stack: ServeProcess, results_dir: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def running_ui(endpoint: str, *args: str) -> Iterator[str]:
+    """A real ``k15 ui`` process against ``endpoint``; its URL once the page answers."""
     from k15.net import free_port
 
     port = free_port()
     exe = Path(sys.executable).parent / "k15"
-    proc = subprocess.Popen([str(exe), "ui", "--endpoint", tiny_stack.base_url, "--api-key", TEST_KEY, "--port",
-                             str(port), "--results", str(results_dir), "--data-dir", str(SHARED_DATA)],
+    proc = subprocess.Popen([str(exe), "ui", "--endpoint", endpoint, "--port", str(port), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -56,9 +57,18 @@ def ui_url(tiny_stack: ServeProcess, results_dir: Path) -> Iterator[str]:
             proc.kill()
             raise RuntimeError(f"k15 ui did not come up:\n{proc.stdout.read() if proc.stdout else ''}")
         time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(30)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def ui_url(tiny_stack: ServeProcess, results_dir: Path) -> Iterator[str]:
+    with running_ui(tiny_stack.base_url, "--api-key", TEST_KEY, "--results", str(results_dir),
+                    "--data-dir", str(SHARED_DATA)) as url:  # fmt: skip
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +185,21 @@ def test_stop_cancels_the_generation_upstream(default_stack: ServeProcess) -> No
     assert metric("vllm:num_requests_running") == 0
     generated = metric("vllm:generation_tokens_total") - before
     assert generated < 1000, f"Stop must abort the generation ({generated:.0f} of 4000 tokens ran)"
+
+
+def test_the_page_says_when_both_modes_are_one_checkpoint(browser, default_stack: ServeProcess, ui_url: str) -> None:
+    with running_ui(default_stack.base_url) as url:  # k15 serve without trained models: one checkpoint, two names
+        page = browser.new_page()
+        page.goto(url)
+        note = page.locator("#same-checkpoint")
+        note.wait_for(timeout=30_000)
+        assert "k15-long and k15-short are the same checkpoint" in note.inner_text()
+        page.close()
+    page = browser.new_page()  # a long-CoT and another checkpoint: no note
+    page.goto(ui_url)
+    page.locator("#compare-go").wait_for(timeout=30_000)
+    assert page.locator("#same-checkpoint").count() == 0
+    page.close()
 
 
 def test_unreachable_server_is_a_message_not_a_traceback() -> None:

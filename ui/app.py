@@ -67,14 +67,27 @@ class App:
         self.results = results
         self.data_dir = data_dir
         self.kinds: dict[str, str] = {}
+        self.roots: dict[str, str] = {}
 
     def model_kinds(self) -> dict[str, str]:
         if not self.kinds:
             try:
-                self.kinds = {m.id: (m.model_extra or {}).get("kind", "") for m in self.client.models.list().data}
+                served = self.client.models.list().data
             except Exception:
                 return {}
+            self.kinds = {m.id: (m.model_extra or {}).get("kind", "") for m in served}
+            self.roots = {m.id: (m.model_extra or {}).get("root", "") for m in served}
         return self.kinds
+
+    def same_checkpoint_note(self) -> str:
+        """A warning for the page when the long and short names serve one checkpoint (no trained models yet)."""
+        self.model_kinds()
+        long, short = self.roots.get(self.names.long), self.roots.get(self.names.short)
+        if not long or long != short:
+            return ""
+        return (f"**{self.names.long} and {self.names.short} are the same checkpoint** (`{long}`): both sides show "
+                "one model, so the modes cannot differ. Train a long-CoT and a long2short model (`make demo`) and "
+                "serve them with `k15 serve --long PATH --short PATH`.")  # fmt: skip
 
     def params(self, model: str, temperature: float, max_tokens: int, budget: int, effort: str) -> dict[str, Any]:
         params: dict[str, Any] = {"temperature": temperature, "max_tokens": int(max_tokens)}
@@ -143,6 +156,8 @@ class App:
         names = [*self.model_kinds()] or [self.names.long, self.names.short, self.names.auto]
         with gr.Blocks(title="k15 — long-CoT vs long2short") as demo:
             gr.Markdown("# k15 · reasoning modes side by side")
+            if note := self.same_checkpoint_note():
+                gr.Markdown(note, elem_id="same-checkpoint")
             with gr.Tab("Compare"):
                 with gr.Row():
                     prompt = gr.Textbox(label="Problem", lines=3, scale=4, elem_id="compare-prompt")

@@ -1,4 +1,4 @@
-"""``arith``: the CPU demo task (train/data/demo_task.py), arithmetic word problems in levels 1–5 with integer answers.
+"""``arith``: the CPU demo task (train/data/arith.py), arithmetic word problems in levels 1–5 with integer answers.
 
 The data is generated, not downloaded: ``k15 data demo DATA/arith`` writes ``heldout.jsonl`` (disjoint from the
 training split), read with ``--data-dir DATA``. The hub path is nominal; nothing is published under it.

@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 from k15.command import config_args
 from k15.config import C, Config, load_config
 from k15.prompts import MATH_PROMPT
+from k15.train.data import DEMO_TASKS
 
 if TYPE_CHECKING:
     from k15.train.data.formats import Problem
@@ -119,12 +120,14 @@ def add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     data = sub.add_parser("data", help="build training data: demo splits, long-CoT warmup SFT data, curated prompts")
     commands = data.add_subparsers(dest="data_command", required=True)
 
-    demo = commands.add_parser("demo", help="write the CPU demo task: train, heldout and sft JSONL")
+    demo = commands.add_parser("demo", help="write a CPU demo task: train, heldout and sft JSONL")
     demo.add_argument("out_dir", metavar="OUT_DIR", help="directory for train.jsonl, heldout.jsonl, sft.jsonl")
     demo.add_argument("--train", type=_count(0), default=2000, help="RL training problems (default 2000)")
     demo.add_argument("--heldout", type=_count(0), default=200, help="held-out problems (default 200)")
     demo.add_argument("--sft", type=_count(0), default=500, help="SFT traces (default 500)")
     demo.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    demo.add_argument("--task", choices=DEMO_TASKS, default="arith",
+                      help="arith: arithmetic word problems; countdown: search traces (default arith)")  # fmt: skip
 
     warmup = commands.add_parser("warmup", help="long-CoT SFT data by rejection sampling from a teacher endpoint")
     _config_flags(warmup, WarmupConfig)
@@ -133,10 +136,11 @@ def add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from k15.train.data.demo_task import make_splits
+    from k15.jsonl import read_rows
+    from k15.train.data import demo_splits
 
-    for name, path in make_splits(args.out_dir, args.train, args.heldout, args.sft, args.seed).items():
-        print(f"{name:<8} {getattr(args, name):>6} rows  {path}")
+    for name, path in demo_splits(args.task)(args.out_dir, args.train, args.heldout, args.sft, args.seed).items():
+        print(f"{name:<8} {len(read_rows(path)[0]):>6} rows  {path}")
     return 0
 
 

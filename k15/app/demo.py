@@ -103,10 +103,11 @@ def run(cfg: DemoConfig) -> int:
     with ServingStack(serve) as stack:
         with stages(f"serve (long: RL, short: {report['best']}) and evalsuite"):
             f = cfg.final_eval
-            tasks = available_tasks(f.tasks, cfg.eval_data_dir, {"arith": str(cfg.data_dir())})
+            task = cfg.demo_data.task
+            tasks = available_tasks(f.tasks, cfg.eval_data_dir, {task: str(cfg.data_dir())})
             eval_cfg = EvalConfig(
                 tasks=list(tasks), endpoint=stack.base_url, api_key=serve.api_key, task_limits=tasks,
-                samples=f.samples, data_dir=cfg.eval_data_dir, task_data_dirs={"arith": str(cfg.data_dir())},
+                samples=f.samples, data_dir=cfg.eval_data_dir, task_data_dirs={task: str(cfg.data_dir())},
                 max_tokens_long=f.max_tokens_long, max_tokens_short=f.max_tokens_short, out=str(run_dir / "evals"),
             )  # fmt: skip
             evals = run_eval(eval_cfg)
@@ -121,7 +122,7 @@ def run(cfg: DemoConfig) -> int:
             from k15.ui.launch import UIConfig
             from k15.ui.launch import run as run_ui
 
-            results = [str(evals), str(report_cfg.out_dir() / "evals" / efficiency.LONG)]
+            results = [str(evals), str(report_cfg.out_dir() / "evals")]
             ui = UIConfig(endpoint=stack.base_url, api_key=serve.api_key, port=cfg.ui_port, results=results,
                           data_dir=cfg.eval_data_dir)  # fmt: skip
             print("k15 demo: the UI compares both models side by side; Ctrl-C stops it and the servers", flush=True)

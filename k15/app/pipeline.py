@@ -23,7 +23,7 @@ from k15 import paths
 from k15.checkpoint import read_info
 from k15.config import Config, merged, partial
 from k15.engine import EngineConfig
-from k15.evalsuite.runner import EvalConfig, run_in_subprocess
+from k15.evalsuite.runner import EvalConfig, run_in_subprocess, sample_file
 from k15.jsonl import read_rows
 from k15.train.long2short import METHODS as LONG2SHORT_METHODS
 from k15.train.long2short import config_class
@@ -47,9 +47,10 @@ def _keys(section: Config | None) -> dict[str, Any]:
 
 
 class DemoDataConfig(Config):
-    """The generated arithmetic task (:mod:`k15.train.data.demo_task`); ``dir`` holds
-    ``arith/{train,heldout,sft}.jsonl``."""
+    """The generated demo task (:data:`k15.train.data.DEMO_TASKS`); ``dir`` holds ``<task>/{train,heldout,sft}.jsonl``
+    and the evalsuite task of the same name scores it."""
 
+    task: Literal["arith", "countdown"] = Field("arith", description="arith: word problems; countdown: search")
     dir: str | None = Field(None, description="default: <run dir>/data")
     train: int = Field(1000, ge=1)
     heldout: int = Field(200, ge=1)
@@ -92,13 +93,16 @@ class LongCoTPipelineConfig(Config):
     def data_dir(self) -> Path:
         return Path(self.demo_data.dir).expanduser() if self.demo_data.dir else self.run_dir() / "data"
 
+    def task_dir(self) -> Path:
+        return self.data_dir() / self.demo_data.task
+
     def sft_config(self) -> SFTConfig:
-        fixed = {"data": str(self.data_dir() / "arith" / "sft.jsonl"), "output_dir": str(self.run_dir() / "sft"),
+        fixed = {"data": str(self.task_dir() / "sft.jsonl"), "output_dir": str(self.run_dir() / "sft"),
                  "name": f"{self.name}-sft", "model": self.model}  # fmt: skip
         return merged(SFTConfig, self.sft, fixed, "sft")
 
     def rl_config(self) -> RLConfig:
-        data = {**_keys(self.rl.data), "path": str(self.data_dir() / "arith" / "train.jsonl")}
+        data = {**_keys(self.rl.data), "path": str(self.task_dir() / "train.jsonl")}
         fixed = {"data": data, "output_dir": str(self.run_dir() / "rl"), "name": f"{self.name}-rl",
                  "model": str(self.run_dir() / "sft" / "final")}  # fmt: skip
         return merged(RLConfig, self.rl, fixed, "rl")
@@ -113,7 +117,7 @@ class LongCoTPipelineConfig(Config):
         if method == "merge":
             short = stage.merge.short or self.model or "default"
             return merged(cls, section, {"long": long, "short": short, **where}, label)
-        prompts = {**_keys(section.data), "path": str(self.data_dir() / "arith" / "train.jsonl")}
+        prompts = {**_keys(section.data), "path": str(self.task_dir() / "train.jsonl")}
         if method == "rl":
             return merged(cls, section, {"model": long, "data": prompts, **where}, label)
         fixed = {"model": long, "data": prompts, "samples": str(out / "samples.jsonl"), **where}
@@ -149,16 +153,23 @@ def _run_stage(stage: str, config: Config, run_dir: Path, method: str | None = N
     return final
 
 
-def evaluate(checkpoint: Path, cfg: LongCoTPipelineConfig, out: Path) -> dict[str, Any]:
-    """Held-out accuracy of ``checkpoint`` (evalsuite, task ``arith``); per-sample-index accuracies show the noise."""
-    if not (out / "summary.json").is_file():
-        e = cfg.eval
-        eval_cfg = EvalConfig(tasks=["arith"], backend="vllm", model_path=str(checkpoint), data_dir=str(cfg.data_dir()),
-                              out=str(out), limit=e.problems, samples=e.samples, temperature=e.temperature,
-                              max_tokens_long=e.max_tokens, engine=EngineConfig(enforce_eager=True))  # fmt: skip
-        run_in_subprocess(eval_cfg, str(checkpoint))
-    rows = [row for f in (out / "samples").glob("*.jsonl") for row in read_rows(f)[0]]
-    by_sample = [[r["correct"] for r in rows if r["sample"] == s] for s in range(cfg.eval.samples)]
+def evaluate(checkpoints: dict[str, Path], cfg: LongCoTPipelineConfig, out: Path) -> dict[str, dict[str, Any]]:
+    """Held-out accuracy on the demo task of each checkpoint (label → path), all through one vLLM engine (weights
+    swapped in memory); per-sample-index accuracies show the noise."""
+    task, e = cfg.demo_data.task, cfg.eval
+    summary = out / "summary.json"
+    if not summary.is_file() or {r["model"] for r in json.loads(summary.read_text())["results"]} != set(checkpoints):
+        eval_cfg = EvalConfig(tasks=[task], backend="vllm", model_paths=[str(p) for p in checkpoints.values()],
+                              models=list(checkpoints), data_dir=str(cfg.data_dir()), out=str(out), limit=e.problems,
+                              samples=e.samples, temperature=e.temperature, max_tokens_long=e.max_tokens,
+                              engine=EngineConfig(enforce_eager=True))  # fmt: skip
+        run_in_subprocess(eval_cfg, "the held-out evaluation of " + ", ".join(map(str, checkpoints.values())))
+    return {label: heldout_stats(read_rows(sample_file(out, task, label))[0], e.samples) for label in checkpoints}
+
+
+def heldout_stats(rows: list[dict[str, Any]], samples: int) -> dict[str, Any]:
+    """Accuracy, its spread over sample indices, mean tokens and per-problem accuracy of one model's samples."""
+    by_sample = [[r["correct"] for r in rows if r["sample"] == s] for s in range(samples)]
     runs = [sum(c) / len(c) for c in by_sample if c]
     by_problem: dict[str, list[bool]] = {}
     for r in rows:
@@ -207,21 +218,20 @@ def plot_curve(run_dir: Path, out: Path) -> Path:
 
 
 def run(cfg: LongCoTPipelineConfig) -> dict[str, Any]:
-    from k15.train.data.demo_task import make_splits
+    from k15.train.data import demo_splits
 
     run_dir = cfg.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    data = cfg.data_dir() / "arith"
+    data = cfg.task_dir()
     if not (data / "sft.jsonl").is_file():
         d = cfg.demo_data
-        make_splits(data, train=d.train, heldout=d.heldout, sft=d.sft, seed=d.seed)
+        demo_splits(d.task)(data, train=d.train, heldout=d.heldout, sft=d.sft, seed=d.seed)
     seconds, start = {}, time.monotonic()
     sft_final = _run_stage("sft", cfg.sft_config(), run_dir)
     seconds["warm-up SFT"], start = time.monotonic() - start, time.monotonic()
     rl_final = _run_stage("rl", cfg.rl_config(), run_dir)
     seconds["RL"], start = time.monotonic() - start, time.monotonic()
-    report = {"warmup": evaluate(sft_final, cfg, run_dir / "eval-warmup"),
-              "rl": evaluate(rl_final, cfg, run_dir / "eval-rl")}  # fmt: skip
+    report: dict[str, Any] = evaluate({"warmup": sft_final, "rl": rl_final}, cfg, run_dir / "eval-heldout")
     seconds["held-out evaluation"] = time.monotonic() - start
     report["gain"] = report["rl"]["accuracy"] - report["warmup"]["accuracy"]
     report["noise"] = max(report["rl"]["noise_std"], report["warmup"]["noise_std"])

@@ -212,6 +212,12 @@ def _mathvista(response: str, record: Mapping[str, Any], **options: Any) -> Grad
     return grade_mathvista(response, record, **options)
 
 
+def _countdown(response: str, record: Mapping[str, Any], **options: Any) -> Grade:
+    from k15.grading.countdown import grade_countdown  # countdown imports this module
+
+    return grade_countdown(response, record, **options)
+
+
 GRADERS: dict[str, Grader] = {
     "math500": _on_answer(grade_math),
     "math": _on_answer(grade_math),
@@ -220,6 +226,7 @@ GRADERS: dict[str, Grader] = {
     "aime": _on_answer(grade_aime),
     "gsm8k": _on_answer(grade_gsm8k),
     "mathvista": _mathvista,
+    "countdown": _countdown,
 }
 
 

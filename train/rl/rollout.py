@@ -1,5 +1,5 @@
 """Rollouts through vLLM: one engine per trainer rank, started from the policy's checkpoint and kept in step
-with the trainer by in-memory weight sync (:mod:`k15.train.rl.weight_sync`)."""
+with the trainer by in-memory weight sync (:mod:`k15.weight_sync`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import torch
 from pydantic import Field
 
 from k15.config import Config
-from k15.engine import EngineConfig
-from k15.train.rl.weight_sync import WORKER_EXTENSION, push_weights
+from k15.engine import EngineConfig, shutdown
 from k15.train.runtime.distributed import without_launcher_env
+from k15.weight_sync import WORKER_EXTENSION, push_weights
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,4 @@ class RolloutEngine:
         return push_weights(self.llm, state_dict)
 
     def close(self) -> None:
-        engine_core = getattr(self.llm.llm_engine, "engine_core", None)
-        if engine_core is not None:
-            engine_core.shutdown()
+        shutdown(self.llm)

@@ -12,7 +12,7 @@ import pytest
 from k15.evalsuite.tasks import get_task
 from k15.grading import grade
 from k15.prompts import MATH_PROMPT
-from k15.train.data.demo_task import LEVELS, generate, make_splits, trace
+from k15.train.data.arith import LEVELS, generate, make_splits, trace
 from k15.train.data.formats import load_problems, load_sft_examples
 
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}

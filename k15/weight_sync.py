@@ -1,0 +1,83 @@
+"""In-memory weight loading into running vLLM engines (the paper's checkpoint engine, §2.6): the trainer's weights
+after each RL iteration, and another checkpoint of the same architecture for evaluation.
+
+The trainer writes its current weights (Hugging Face names) to a safetensors file on tmpfs, a checkpoint has its
+own files, and every vLLM worker reloads them in place through :class:`WeightSyncWorker`, which vLLM mixes into its
+workers (``worker_extension_cls``). On CPU the engine repacks linear weights at load time, so the worker's own
+``reload_weights`` (which repeats that processing) is used rather than ``model.load_weights``; tensors sent
+through ``collective_rpc`` would arrive as Python lists, hence the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+WORKER_EXTENSION = "k15.weight_sync.WeightSyncWorker"
+# Hugging Face names of a decoder's output and input embeddings (a checkpoint with tied ones stores only the input)
+TIED_EMBEDDINGS = ("lm_head.weight", "model.embed_tokens.weight")
+
+
+class WeightSyncWorker:
+    """Methods added to each vLLM worker; called with ``llm.collective_rpc``."""
+
+    def k15_reload_weights(self, *paths: str, tied: tuple[str, str] | None = None) -> int:
+        """Reload the model's weights in place from the safetensors files at ``paths`` (one checkpoint's shards);
+        ``tied`` = (output, input) names an output embedding the files leave out because it is the input one.
+        Returns the tensor count."""
+        from safetensors.torch import load_file
+
+        tensors = {name: tensor for path in paths for name, tensor in load_file(path).items()}
+        if tied and tied[0] not in tensors and tied[1] in tensors:
+            # vLLM on CPU keeps its own packed copy of the output layer: it must be reloaded too.
+            tensors[tied[0]] = tensors[tied[1]]
+        self.reload_weights(weights_iterator=iter(tensors.items()))  # type: ignore[attr-defined]
+        return len(tensors)
+
+
+def shared_memory_dir() -> Path:
+    """tmpfs when the machine has one (no disk I/O), else the temp directory."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+def push_weights(llm: Any, state_dict: Mapping[str, torch.Tensor]) -> float:
+    """Send ``state_dict`` (HF parameter names) into the running ``vllm.LLM``; returns the seconds it took."""
+    from safetensors.torch import save_file
+
+    start = time.perf_counter()
+    fd, name = tempfile.mkstemp(prefix="k15-weights-", suffix=".safetensors", dir=shared_memory_dir())
+    os.close(fd)
+    try:
+        # Tied embeddings share storage; safetensors needs each tensor on its own.
+        save_file({k: v.detach().contiguous().clone() for k, v in state_dict.items()}, name)
+        counts = llm.collective_rpc("k15_reload_weights", args=(name,))
+    finally:
+        os.unlink(name)
+    if not all(counts):
+        raise RuntimeError(f"weight sync reached {counts} tensors per worker")
+    llm.reset_prefix_cache()  # cached prompt KV was computed by the old weights
+    return time.perf_counter() - start
+
+
+def load_checkpoint(llm: Any, checkpoint: Path) -> float:
+    """Load the weights of the Hugging Face ``checkpoint`` (same architecture as the engine's model) into the
+    running ``vllm.LLM`` in place; returns the seconds it took."""
+    start = time.perf_counter()
+    files = sorted(str(f) for f in Path(checkpoint).glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{checkpoint}: no safetensors weights to load")
+    config = json.loads((Path(checkpoint) / "config.json").read_text())
+    tied = TIED_EMBEDDINGS if config.get("tie_word_embeddings") else None
+    counts = llm.collective_rpc("k15_reload_weights", args=tuple(files), kwargs={"tied": tied})
+    if not all(counts):
+        raise RuntimeError(f"loading {checkpoint} reached {counts} tensors per worker")
+    llm.reset_prefix_cache()  # cached prompt KV was computed by the previous checkpoint
+    return time.perf_counter() - start
