@@ -24,3 +24,8 @@ def logs_dir() -> Path:
     path = home() / "logs"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_dir(output_dir: str | None, name: str) -> Path:
+    """A run's directory: ``output_dir`` when given, else ``runs_dir()/name``."""
+    return Path(output_dir).expanduser() if output_dir else runs_dir() / name

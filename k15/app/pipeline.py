@@ -88,7 +88,7 @@ class LongCoTPipelineConfig(Config):
     long2short: Long2ShortStageConfig = Long2ShortStageConfig()
 
     def run_dir(self) -> Path:
-        return Path(self.output_dir).expanduser() if self.output_dir else paths.runs_dir() / self.name
+        return paths.run_dir(self.output_dir, self.name)
 
     def data_dir(self) -> Path:
         return Path(self.demo_data.dir).expanduser() if self.demo_data.dir else self.run_dir() / "data"

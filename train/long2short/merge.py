@@ -127,7 +127,7 @@ class MergeConfig(Config):
         return check_weights(value)
 
     def run_dir(self) -> Path:
-        return Path(self.output_dir).expanduser() if self.output_dir else paths.runs_dir() / self.name
+        return paths.run_dir(self.output_dir, self.name)
 
 
 def run(cfg: MergeConfig) -> Path:

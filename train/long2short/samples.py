@@ -80,7 +80,7 @@ class SampledMethodConfig(Config):
     trainer: ClassVar[TrainedWith]  # set by each method
 
     def run_dir(self) -> Path:
-        return Path(self.output_dir).expanduser() if self.output_dir else paths.runs_dir() / self.name
+        return paths.run_dir(self.output_dir, self.name)
 
     def samples_file(self) -> Path:
         return Path(self.samples).expanduser() if self.samples else self.run_dir() / SAMPLES_FILE

@@ -50,7 +50,7 @@ class TrainerConfig(Config):
     wandb: bool = False
 
     def run_dir(self) -> Path:
-        return Path(self.output_dir).expanduser() if self.output_dir else paths.runs_dir() / self.name
+        return paths.run_dir(self.output_dir, self.name)
 
 
 class Trainer(ABC):
