@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from k15.evalsuite.tasks.aime import AIME, AIME24, AIME25
-from k15.evalsuite.tasks.arith import ARITH
 from k15.evalsuite.tasks.base import Item, Task
-from k15.evalsuite.tasks.countdown import COUNTDOWN
+from k15.evalsuite.tasks.demo import ARITH, COUNTDOWN
 from k15.evalsuite.tasks.math500 import MATH500
 from k15.evalsuite.tasks.mathvista import MATHVISTA
 

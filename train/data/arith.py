@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from k15.jsonl import write_rows
+from k15.train.data.generation import distinct_problems
 
 LEVELS = (1, 2, 3, 4, 5)
 MAX_VALUE = 999
@@ -75,21 +76,13 @@ def _problem(rng: random.Random, level: int) -> tuple[str, list[str], int]:
 
 
 def generate(count: int, seed: int = 0, levels: Sequence[int] = LEVELS) -> list[dict[str, Any]]:
-    """``count`` distinct problems, levels in turn; rows: id, problem, answer, difficulty (level), task, steps."""
-    if not levels or any(level not in LEVELS for level in levels):
-        raise ValueError(f"levels must be a non-empty selection of {LEVELS}, got {tuple(levels)}")
-    rng, rows, seen, attempts = random.Random(seed), [], set(), 0
-    while len(rows) < count:
-        attempts += 1
-        if attempts > 50 * count + 100:
-            raise ValueError(f"only {len(rows)} distinct problems after {attempts - 1} attempts (asked for {count})")
-        level = levels[len(rows) % len(levels)]
+    """``count`` distinct problems, levels in turn; rows: id, problem, answer, difficulty (level), grader, steps."""
+
+    def draw(rng: random.Random, level: int) -> tuple[str, dict[str, Any]]:
         text, steps, answer = _problem(rng, level)
-        if text not in seen:
-            seen.add(text)
-            rows.append({"id": f"arith-{seed}-{len(rows)}", "problem": text, "answer": str(answer),
-                         "difficulty": level, "grader": "math", "steps": steps})  # fmt: skip
-    return rows
+        return text, {"problem": text, "answer": str(answer), "difficulty": level, "grader": "math", "steps": steps}
+
+    return distinct_problems("arith", count, seed, levels, LEVELS, draw)
 
 
 def check_steps(row: dict[str, Any]) -> list[tuple[int, str, int, int]]:

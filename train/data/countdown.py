@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 
 from k15.grading.countdown import check_solution
 from k15.jsonl import write_rows
+from k15.train.data.generation import distinct_problems
 
 
 @dataclass(frozen=True)
@@ -174,30 +175,20 @@ def trace(row: dict[str, Any], seed: int, noise: float = 0.6) -> tuple[str, bool
 def generate(count: int, seed: int = 0, levels: Sequence[int] = tuple(LEVELS)) -> list[dict[str, Any]]:
     """``count`` distinct problems, levels in turn; rows: id, problem, numbers, target, answer (one solution),
     difficulty (level), grader."""
-    if not levels or any(level not in LEVELS for level in levels):
-        raise ValueError(f"levels must be a non-empty selection of {tuple(LEVELS)}, got {tuple(levels)}")
-    rng, rows, seen, attempts = random.Random(seed), [], set(), 0
-    while len(rows) < count:
-        attempts += 1
-        if attempts > 50 * count + 100:
-            raise ValueError(f"only {len(rows)} distinct problems after {attempts - 1} attempts (asked for {count})")
-        level = levels[len(rows) % len(levels)]
+
+    def draw(rng: random.Random, level: int) -> tuple[Hashable, dict[str, Any]] | None:
         spec = LEVELS[level]
         numbers = [rng.randint(spec.low, spec.high) for _ in range(spec.size)]
         paths = solution_paths(tuple(sorted(numbers)))
         targets = [t for t in TARGETS if paths[t] and spec.admits(paths[t])]
         if not targets:
-            continue
+            return None
         target = rng.choice(targets)
-        key = (tuple(sorted(numbers)), target)
-        if key in seen:
-            continue
-        seen.add(key)
-        solution = solve(numbers, target)
-        rows.append({"id": f"countdown-{seed}-{len(rows)}", "problem": problem_text(numbers, target),
-                     "numbers": numbers, "target": target, "answer": solution, "difficulty": level,
-                     "grader": "countdown"})  # fmt: skip
-    return rows
+        row = {"problem": problem_text(numbers, target), "numbers": numbers, "target": target,
+               "answer": solve(numbers, target), "difficulty": level, "grader": "countdown"}  # fmt: skip
+        return (tuple(sorted(numbers)), target), row
+
+    return distinct_problems("countdown", count, seed, levels, LEVELS, draw)
 
 
 def solve(numbers: Sequence[int], target: int) -> str:
