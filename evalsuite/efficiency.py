@@ -20,7 +20,7 @@ from pydantic import Field
 from k15.checkpoint import METADATA_FILE, Kind, is_checkpoint, read_info
 from k15.config import Config
 from k15.engine import EngineConfig
-from k15.evalsuite.report import SUMMARY, load_summary, plot_accuracy_vs_tokens
+from k15.evalsuite.report import load_summary, plot_accuracy_vs_tokens, summarized_models
 from k15.evalsuite.runner import EvalConfig, run_in_subprocess
 from k15.evalsuite.tasks import available_tasks
 
@@ -104,10 +104,7 @@ def evaluate(cfg: EfficiencyConfig, models: list[Model], tasks: dict[str, int]) 
     recorded = out / "settings.json"
     if recorded.is_file() and json.loads(recorded.read_text()) != settings:
         shutil.rmtree(out)
-    done = (out / SUMMARY).is_file() and {r["model"] for r in load_summary(out)["results"]} == set(
-        checkpoints["models"]
-    )
-    if not done:
+    if summarized_models(out) != set(checkpoints["models"]):
         out.mkdir(parents=True, exist_ok=True)
         recorded.write_text(json.dumps(settings, indent=2) + "\n")
         print(f"k15 report long2short: evaluating {', '.join(checkpoints['models'])} (one engine)", flush=True)

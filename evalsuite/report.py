@@ -68,6 +68,11 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def summarized_models(run_dir: Path) -> set[str]:
+    """The models with results in the summary of ``run_dir``; none when it has no summary yet."""
+    return {r["model"] for r in load_summary(run_dir)["results"]} if (run_dir / SUMMARY).is_file() else set()
+
+
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 

@@ -23,6 +23,7 @@ from k15 import paths
 from k15.checkpoint import read_info
 from k15.config import Config, merged, partial
 from k15.engine import EngineConfig
+from k15.evalsuite.report import summarized_models
 from k15.evalsuite.runner import EvalConfig, run_in_subprocess, sample_file
 from k15.jsonl import read_rows
 from k15.train.long2short import METHODS as LONG2SHORT_METHODS
@@ -157,8 +158,7 @@ def evaluate(checkpoints: dict[str, Path], cfg: LongCoTPipelineConfig, out: Path
     """Held-out accuracy on the demo task of each checkpoint (label → path), all through one vLLM engine (weights
     swapped in memory); per-sample-index accuracies show the noise."""
     task, e = cfg.demo_data.task, cfg.eval
-    summary = out / "summary.json"
-    if not summary.is_file() or {r["model"] for r in json.loads(summary.read_text())["results"]} != set(checkpoints):
+    if summarized_models(out) != set(checkpoints):
         eval_cfg = EvalConfig(tasks=[task], backend="vllm", model_paths=[str(p) for p in checkpoints.values()],
                               models=list(checkpoints), data_dir=str(cfg.data_dir()), out=str(out), limit=e.problems,
                               samples=e.samples, temperature=e.temperature, max_tokens_long=e.max_tokens,
