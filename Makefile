@@ -27,6 +27,9 @@ endif
 	@# The UI's browser tests drive Debian's Chromium (a test tool cannot download a browser here).
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 	  || command -v chromium >/dev/null || echo "k15: warning: install Debian's chromium for the UI browser tests"
+	@# Code answers run in bubblewrap's sandbox (HumanEval, code RL): Debian's bubblewrap, as root.
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq bubblewrap >/dev/null; } \
+	  || command -v bwrap >/dev/null || echo "k15: warning: install bubblewrap to grade code (HumanEval, code RL)"
 	@touch $@
 
 # Local copies of AIME / MATH-500 for the demo's evaluations (else K15_DATA_DIR, else the Hugging Face hub).

@@ -27,7 +27,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 # `evalsuite run` flags that map one-to-one onto EvalConfig keys.
 RUN_FLAGS = (
     "endpoint", "api_key", "backend", "samples", "limit", "out", "data_dir", "concurrency",
-    "temperature", "max_tokens_long", "max_tokens_short", "seed", "judge_endpoint", "judge_model",
+    "temperature", "max_tokens_long", "max_tokens_short", "seed", "judge_endpoint", "judge_model", "math_verifier",
 )  # fmt: skip
 
 
@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser("score", help="grade a JSONL file of responses (fields: response, answer, ...)")
     score.add_argument("file", metavar="FILE", help="JSONL input, one object per line")
-    score.add_argument("--task", required=True, help="benchmark whose grader to use, e.g. math500, aime24, mathvista")
+    score.add_argument("--task", required=True,
+                       help="benchmark whose grader to use, e.g. math500, aime24, mathvista, humaneval (code rows: "
+                            "id, or their own test)")  # fmt: skip
     score.add_argument("--out", metavar="FILE", help="write graded lines here (default: stdout)")
     score.add_argument(
         "--think-opened-by-prompt", action="store_true",
@@ -114,8 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--thinking-budgets", type=budget_list, metavar="N,N,...",
         help="sweep: each thinking model once per budget of thinking tokens (the answer forced after the cut)",
     )  # fmt: skip
-    run.add_argument("--judge-endpoint", metavar="URL", help="MathVista: extract answers with an LLM at this URL")
+    run.add_argument(
+        "--judge-endpoint",
+        metavar="URL",
+        help="a judge LLM at this URL: MathVista's answer extractor, the --math-verifier judge",
+    )
     run.add_argument("--judge-model", metavar="NAME", help="the judge's model name")
+    run.add_argument("--math-verifier", choices=["rules", "judge", "rules_then_judge"],
+                     help="math answers: the rules (default), the chain-of-thought judge, or the judge where the "
+                          "rules found no answer or called it wrong")  # fmt: skip
     run.add_argument("--config", "-c", metavar="FILE", help="YAML config (keys of EvalConfig)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 

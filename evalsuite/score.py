@@ -1,4 +1,8 @@
-"""Grade a JSONL file of responses: each good line gains ``extracted``, ``correct`` and ``truncated``."""
+"""Grade a JSONL file of responses: each good line gains ``extracted``, ``correct`` and ``truncated``.
+
+Math rows carry their ``answer``; code rows name their problem by ``id`` (a HumanEval ``task_id``, whose prompt and
+tests the task supplies) or carry their own ``test`` (and ``entry_point`` / ``prompt``). Code is run in the sandbox,
+several programs at once."""
 
 from __future__ import annotations
 
@@ -6,11 +10,12 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from k15.grading import get_grader
+from k15.grading import CODE_GRADERS, Grade, get_grader
 
 
 @dataclass
@@ -31,10 +36,33 @@ class Summary:
         )
 
 
-def row_error(row: Any, task: str) -> str | None:
-    """Why ``row`` cannot be graded for ``task``, or None."""
+def references(task: str) -> dict[str, dict[str, Any]]:
+    """The problems of a code task by id (HumanEval's from its package), or {} for a task without them."""
+    from k15.evalsuite.tasks import TASKS
+
+    if task not in CODE_GRADERS or task not in TASKS:
+        return {}
+    return {item.id: item.record for item in TASKS[task].items()}
+
+
+def _code_row_error(row: dict[str, Any], problems: dict[str, dict[str, Any]]) -> str | None:
+    if not isinstance(row.get("response"), str):
+        return "missing 'response'" if "response" not in row else "'response' is not a string"
+    if isinstance(row.get("test"), str):
+        return None
+    if "id" not in row:
+        return "missing 'id' (the problem's task_id) and no 'test' of its own"
+    if str(row["id"]) not in problems:
+        return f"unknown problem id {row['id']!r}" + (" (and no 'test' of its own)" if not problems else "")
+    return None
+
+
+def row_error(row: Any, task: str, problems: dict[str, dict[str, Any]] | None = None) -> str | None:
+    """Why ``row`` cannot be graded for ``task``, or None (``problems``: a code task's problems by id)."""
     if not isinstance(row, dict):
         return "not a JSON object"
+    if task in CODE_GRADERS:
+        return _code_row_error(row, problems or {})
     for key in ("response", "answer"):
         if key not in row:
             return f"missing {key!r}"
@@ -58,15 +86,31 @@ def row_error(row: Any, task: str) -> str | None:
     return None
 
 
-def _parse_line(raw: bytes, task: str) -> tuple[dict[str, Any] | None, str | None]:
+def _parse_line(raw: bytes, task: str, problems: dict[str, dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
     try:
         row = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return None, "not UTF-8"
     except json.JSONDecodeError as exc:
         return None, f"invalid JSON ({exc.msg})"
-    error = row_error(row, task)
+    error = row_error(row, task, problems)
     return (None, error) if error else (row, None)
+
+
+def _good_rows(path: Path, task: str, summary: Summary, errors: TextIO) -> Iterator[dict[str, Any]]:
+    problems = references(task)
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            row, error = _parse_line(raw, task, problems)
+            if row is None:
+                print(f"{path}:{number}: {error}", file=errors)
+                summary.skipped += 1
+                continue
+            if task in CODE_GRADERS and not isinstance(row.get("test"), str):
+                row = {**row, "_problem": problems[str(row["id"])]}
+            yield row
 
 
 def score_lines(
@@ -74,25 +118,25 @@ def score_lines(
 ) -> Iterator[dict[str, Any]]:
     """Graded rows of the JSONL file ``path``; bad lines are reported as ``FILE:LINE: reason`` and counted."""
     grader = get_grader(task, "task")
-    with path.open("rb") as lines:
-        for number, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
-            row, error = _parse_line(raw, task)
-            if row is None:
-                print(f"{path}:{number}: {error}", file=errors)
-                summary.skipped += 1
-                continue
-            grade = grader(
-                row["response"],
-                row,
-                think_opened_by_prompt=think_opened_by_prompt,
-                finish_reason=row.get("finish_reason"),
-            )
-            summary.graded += 1
-            summary.correct += grade.correct
-            summary.truncated += grade.truncated
-            yield {**row, "extracted": grade.extracted, "correct": grade.correct, "truncated": grade.truncated}
+
+    def graded(row: dict[str, Any]) -> dict[str, Any]:
+        record = {**row, **row.pop("_problem", {})}  # a code problem's prompt and tests, by id
+        grade: Grade = grader(row["response"], record, think_opened_by_prompt=think_opened_by_prompt,
+                              finish_reason=row.get("finish_reason"))  # fmt: skip
+        summary.graded += 1
+        summary.correct += grade.correct
+        summary.truncated += grade.truncated
+        detail = {"detail": grade.detail} if grade.detail is not None else {}
+        return {**row, "extracted": grade.extracted, "correct": grade.correct, "truncated": grade.truncated, **detail}
+
+    rows = _good_rows(path, task, summary, errors)
+    if task not in CODE_GRADERS:
+        yield from map(graded, rows)
+        return
+    from k15.grading.code import default_sandbox
+
+    with ThreadPoolExecutor(default_sandbox().workers) as pool:  # the sandbox bounds how many run at once
+        yield from pool.map(graded, rows)
 
 
 def score_file(

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from k15.train.rl.loss import advantages, group_mean, mirror_descent_terms
-from k15.train.rl.rewards import length_rewards, verifier_reward
+from k15.train.data.formats import Problem
+from k15.train.rl.rewards import RewardConfig, Verifier, length_rewards
 from k15.train.rl.sampling import ProblemSampler
 
 
@@ -100,10 +101,11 @@ def test_length_rewards_reject_mismatched_inputs() -> None:
 
 
 def test_task_reward_uses_the_evalsuite_grader_on_text_after_thinking() -> None:
-    record = {"answer": "\\frac{1}{2}"}
-    assert verifier_reward("math500", "half of one is 0.5</think>The answer is \\boxed{0.5}.", record).correct
-    assert not verifier_reward("math500", "it is \\boxed{1/2} I think", record).correct  # never closed its thinking
-    assert verifier_reward("math500", "x</think>\\boxed{1/2}", record, finish_reason="length").truncated
+    verifier = Verifier(RewardConfig())
+    problem = Problem("1", "half of one?", "math500", {"answer": "\\frac{1}{2}"})
+    assert verifier(problem, "half of one is 0.5</think>The answer is \\boxed{0.5}.").correct
+    assert not verifier(problem, "it is \\boxed{1/2} I think").correct  # never closed its thinking
+    assert verifier(problem, "x</think>\\boxed{1/2}", finish_reason="length").truncated
 
 
 def test_prioritized_sampling_follows_one_minus_success_rate() -> None:

@@ -7,13 +7,14 @@ from pathlib import Path
 from k15.evalsuite.tasks.aime import AIME, AIME24, AIME25
 from k15.evalsuite.tasks.base import Item, Task
 from k15.evalsuite.tasks.demo import ARITH, COUNTDOWN
+from k15.evalsuite.tasks.humaneval import HUMANEVAL
 from k15.evalsuite.tasks.math500 import MATH500
 from k15.evalsuite.tasks.mathvista import MATHVISTA
 
 __all__ = ["TASKS", "Item", "Task", "available_tasks", "get_task", "task_data_dir"]
 
 # The tasks, by name: each is data + prompt + grader, defined in its own module.
-TASKS: dict[str, Task] = {t.name: t for t in (AIME24, AIME25, AIME, MATH500, MATHVISTA, ARITH, COUNTDOWN)}
+TASKS: dict[str, Task] = {t.name: t for t in (AIME24, AIME25, AIME, MATH500, MATHVISTA, HUMANEVAL, ARITH, COUNTDOWN)}
 
 
 def get_task(name: str) -> Task:

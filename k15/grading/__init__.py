@@ -39,11 +39,14 @@ _CONFIG = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()
 
 @dataclass(frozen=True)
 class Grade:
-    """The final answer found after the thinking (None if none), whether it is right, whether the output was cut."""
+    """The final answer found after the thinking (None if none), whether it is right, whether the output was cut;
+    ``verifier``: what decided ("rules", "sandbox", "judge"); ``detail``: why, where that verifier says more."""
 
     extracted: str | None
     correct: bool
     truncated: bool
+    verifier: str = "rules"
+    detail: str | None = None
 
 
 def _brace_content(text: str, start: int) -> str | None:
@@ -218,6 +221,12 @@ def _countdown(response: str, record: Mapping[str, Any], **options: Any) -> Grad
     return grade_countdown(response, record, **options)
 
 
+def _code(response: str, record: Mapping[str, Any], **options: Any) -> Grade:
+    from k15.grading.code import grade_code  # code imports this module
+
+    return grade_code(response, record, **options)
+
+
 GRADERS: dict[str, Grader] = {
     "math500": _on_answer(grade_math),
     "math": _on_answer(grade_math),
@@ -227,7 +236,11 @@ GRADERS: dict[str, Grader] = {
     "gsm8k": _on_answer(grade_gsm8k),
     "mathvista": _mathvista,
     "countdown": _countdown,
+    "code": _code,
+    "humaneval": _code,
 }
+CODE_GRADERS = frozenset({"code", "humaneval"})
+"""Graders that run the response in the sandbox: they take a ``sandbox`` option and may run in threads."""
 
 
 def get_grader(name: str, what: str = "grader") -> Grader:
@@ -246,12 +259,16 @@ def grade(
     think_opened_by_prompt: bool = False,
     finish_reason: str | None = None,
     extractor: Callable[[str, Mapping[str, Any]], str | None] | None = None,
+    sandbox: Any = None,
 ) -> Grade:
     """Grade ``response`` to the data row ``record`` of ``task`` (a key of :data:`GRADERS`).
 
-    ``extractor``: an answer extractor replacing the rules (MathVista's optional LLM judge)."""
+    ``extractor``: an answer extractor replacing the rules (MathVista's optional LLM judge); ``sandbox``: the
+    :class:`k15.sandbox.Sandbox` code graders run in (default: one with the default limits)."""
     grader = get_grader(task)
     options: dict[str, Any] = {"think_opened_by_prompt": think_opened_by_prompt, "finish_reason": finish_reason}
+    if sandbox is not None and task in CODE_GRADERS:
+        options["sandbox"] = sandbox
     if extractor is not None:
         if task != "mathvista":
             raise ValueError(f"an answer extractor applies to mathvista only, not {task!r}")

@@ -109,24 +109,33 @@ def _usable_rows(
 def load_problems(
     path: str | Path,
     grader: str = "math",
-    prompt_template: str = "{problem}",
+    prompt_template: str | None = "{problem}",
     problem_field: str = "problem",
     answer_field: str = "answer",
 ) -> list[Problem]:
-    """Problems of a JSONL file. A row may name its own ``grader`` (a :data:`k15.grading.GRADERS` key);
-    ``{problem}`` in the template is its text."""
-    from k15.grading import GRADERS
+    """Problems of a JSONL file. A row may name its own ``grader`` (a :data:`k15.grading.GRADERS` key); a code row
+    (grader ``code``) carries ``test`` (and optionally ``entry_point`` and a code ``prompt``) instead of an answer.
+    ``{problem}`` in the template is its text; template None: the grader's (:func:`k15.prompts.prompt_for`)."""
+    from k15.grading import CODE_GRADERS, GRADERS
+    from k15.prompts import prompt_for
 
-    def known_grader(row: dict[str, Any]) -> str | None:
-        name = str(row.get("grader") or grader)
-        return None if name in GRADERS else f"unknown grader {name!r} (graders: {', '.join(sorted(GRADERS))})"
+    def row_grader(row: dict[str, Any]) -> str:
+        return str(row.get("grader") or grader)
+
+    def usable(row: dict[str, Any]) -> str | None:
+        name = row_grader(row)
+        if name not in GRADERS:
+            return f"unknown grader {name!r} (graders: {', '.join(sorted(GRADERS))})"
+        needed = "test" if name in CODE_GRADERS else answer_field
+        return None if _text(row, needed) is not None else f"missing or empty {needed!r}"
 
     problems = []
-    for number, row in _usable_rows(path, (problem_field, answer_field), "problem", known_grader):
-        text = prompt_template.format(problem=row[problem_field])
-        record = dict(row, answer=str(row[answer_field]))
+    for number, row in _usable_rows(path, (problem_field,), "problem", usable):
+        name = row_grader(row)
+        text = (prompt_template or prompt_for(name)).format(problem=row[problem_field])
+        record = dict(row, answer=str(row.get(answer_field, "")))
         ident = str(row.get("id", row.get("unique_id", number)))
-        problems.append(Problem(ident, text, str(row.get("grader") or grader), record, _difficulty(row)))
+        problems.append(Problem(ident, text, name, record, _difficulty(row)))
     return problems
 
 

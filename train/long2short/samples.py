@@ -27,7 +27,7 @@ from k15.jsonl import read_rows, write_rows
 from k15.models import resolve_model
 from k15.train.data.formats import Problem
 from k15.train.data.warmup import Journal
-from k15.train.rl.rewards import verifier_reward
+from k15.train.rl.rewards import RewardConfig, Verifier
 from k15.train.rl.rollout import RolloutEngine, Segment, prompt_ids
 from k15.train.rl.trainer import PromptDataConfig
 from k15.train.runtime.distributed import barrier, init_distributed, rank, world_size
@@ -123,10 +123,13 @@ def load_tokenizer(model: Path) -> Any:
     return tokenizer
 
 
+VERIFIER = Verifier(RewardConfig())  # the rules for math, the sandbox for code
+
+
 def graded_sample(tokenizer: Any, problem: Problem, segment: Segment) -> Row:
     """One response as recorded: its text, length, the shared grader's verdict and why generation stopped."""
     text = tokenizer.decode(segment.token_ids, skip_special_tokens=True)
-    correct = verifier_reward(problem.grader, text, problem.record, finish_reason=segment.finish_reason).correct
+    correct = VERIFIER(problem, text, segment.finish_reason).correct
     return {"text": text, "tokens": len(segment.token_ids), "correct": correct, "finish_reason": segment.finish_reason}
 
 

@@ -1,17 +1,81 @@
-"""Rewards: the verifier (:mod:`k15.grading`, one grader for evaluation and RL) and the length penalty (§2.3.3)."""
+"""Rewards: the verifiers (§2.3.2, §2.3.5: the rule-based grader, the sandbox for code, the chain-of-thought
+judge — one grader for evaluation and RL, :mod:`k15.grading`) and the length penalty (§2.3.3)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from k15.grading import Grade, grade
+from pydantic import Field, model_validator
+
+from k15.config import Config
+from k15.grading import CODE_GRADERS, Grade
+from k15.grading.judge import CoTJudge, JudgeConfig, VerifierMode, verify
+from k15.sandbox import Sandbox, SandboxLimits
+from k15.train.data.formats import Problem
 
 
-def verifier_reward(grader: str, response: str, record: Mapping[str, Any], finish_reason: str | None = None) -> Grade:
-    """r ∈ {0, 1}: the shared grader (:mod:`k15.grading`) on a response to a k15 long-CoT prompt (the prompt
-    opened the thinking)."""
-    return grade(grader, response, record, think_opened_by_prompt=True, finish_reason=finish_reason)
+class RewardConfig(Config):
+    """Which verifier decides r ∈ {0, 1}: math by rules, by the judge, or by rules then the judge; code by its tests
+    in the sandbox."""
+
+    verifier: VerifierMode = Field("rules", description="math answers: rules, judge, or rules_then_judge")
+    judge: JudgeConfig | None = Field(None, description="the chain-of-thought judge (needed unless rules)")
+    sandbox: SandboxLimits = Field(default_factory=SandboxLimits, description="limits of code answers' programs")
+
+    @model_validator(mode="after")
+    def _judge_given(self) -> RewardConfig:
+        if self.verifier != "rules" and self.judge is None:
+            raise ValueError(f"verifier {self.verifier!r} needs a judge (judge.endpoint and judge.model)")
+        return self
+
+
+class Verifier:
+    """r ∈ {0, 1} for responses to k15 long-CoT prompts (the prompt opened the thinking), many at once: code and
+    judged answers concurrently (bounded by the sandbox's workers / the judge's endpoint), rules on this thread."""
+
+    def __init__(self, cfg: RewardConfig) -> None:
+        self.cfg = cfg
+        self.judge = CoTJudge(cfg.judge) if cfg.judge is not None and cfg.verifier != "rules" else None
+        self._sandbox: Sandbox | None = None
+
+    def sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = Sandbox(self.cfg.sandbox)
+        return self._sandbox
+
+    def __call__(self, problem: Problem, response: str, finish_reason: str | None = None) -> Grade:
+        options = {"sandbox": self.sandbox()} if problem.grader in CODE_GRADERS else {}
+        text = str(problem.record.get("problem", problem.text))
+        return verify(
+            problem.grader,
+            response,
+            problem.record,
+            problem=text,
+            mode=self.cfg.verifier,
+            judge=self.judge,
+            think_opened_by_prompt=True,
+            finish_reason=finish_reason,
+            **options,
+        )
+
+    def many(self, jobs: Sequence[tuple[Problem, str, str | None]]) -> list[Grade]:
+        """Grades of (problem, response, finish reason) jobs, in order."""
+        blocking = [i for i, (p, _, _) in enumerate(jobs) if p.grader in CODE_GRADERS or self.judge is not None]
+        grades: list[Grade | None] = [None] * len(jobs)
+        if blocking:
+            workers = self.sandbox().workers if self.judge is None else 16
+            with ThreadPoolExecutor(workers) as pool:
+                for i, verdict in zip(blocking, pool.map(lambda i: self(*jobs[i]), blocking), strict=True):
+                    grades[i] = verdict
+        for i, job in enumerate(jobs):
+            if grades[i] is None:
+                grades[i] = self(*job)
+        return [g for g in grades if g is not None]
+
+    def close(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
 
 
 def length_rewards(lengths: Sequence[int], correct: Sequence[bool]) -> list[float]:

@@ -21,11 +21,10 @@ from pydantic import Field, model_validator
 from k15.checkpoint import Kind
 from k15.config import Config
 from k15.precision import describe
-from k15.prompts import MATH_PROMPT
 from k15.train.data.formats import Problem, load_problems
 from k15.train.rl.loss import advantages, mirror_descent_terms
 from k15.train.rl.partial_rollouts import ReplayBuffer, Trajectory, degenerate_repetition
-from k15.train.rl.rewards import length_rewards, verifier_reward
+from k15.train.rl.rewards import RewardConfig, Verifier, length_rewards
 from k15.train.rl.rollout import RolloutConfig, RolloutEngine, prompt_ids
 from k15.train.rl.sampling import ProblemSampler
 from k15.train.runtime.deepspeed_setup import full_state_dict, reset_optimizer_state
@@ -38,7 +37,7 @@ class PromptDataConfig(Config):
 
     path: str
     grader: str = Field("math", description="the grader (k15.grading.GRADERS key) of rows that name none")
-    prompt_template: str = MATH_PROMPT
+    prompt_template: str | None = Field(None, description="with {problem}; None: the grader's (math or code)")
     problem_field: str = "problem"
     answer_field: str = "answer"
     min_difficulty: float | None = Field(None, description="keep rows with difficulty ≥ this (e.g. a level)")
@@ -84,6 +83,7 @@ class RLConfig(TrainerConfig):
     epochs: int = Field(1, ge=1)
     mini_batches: int = Field(1, ge=1, description="optimizer steps per epoch")
     reset_optimizer: bool = True
+    reward: RewardConfig = Field(default_factory=RewardConfig, description="the verifier: rules, sandbox, judge")
     length_penalty: LengthPenaltyConfig = LengthPenaltyConfig()
     prompt_sampling: PromptSamplingConfig = PromptSamplingConfig()
     save_every: int = Field(10, ge=1, description="export a Hugging Face checkpoint every N iterations")
@@ -106,6 +106,7 @@ class RLTrainer(Trainer):
     def __init__(self, config: RLConfig) -> None:
         self.problems: list[Problem] = config.data.load()  # bad data fails here, before any engine starts
         self._prompt_cache: dict[int, list[int]] = {}
+        self.verifier = Verifier(config.reward)
         super().__init__(config)
         self.rollout = RolloutEngine(self.engine_model_path, config.rollout.engine)
         if self.resumed:
@@ -147,6 +148,7 @@ class RLTrainer(Trainer):
 
     def close(self) -> None:
         self.rollout.close()
+        self.verifier.close()
 
     # -- rollouts and rewards ------------------------------------------------------------------------------------
 
@@ -177,19 +179,18 @@ class RLTrainer(Trainer):
                 t.finished = True
             elif length >= r.max_tokens or len(t.context_ids()) >= self.rollout.max_model_len:
                 t.finished = t.truncated = True
-            if t.finished:
-                self.verify(t)
             self.buffer.add(t)
+        self.verify([t for t in active if t.finished])
         return active, sum(len(s.token_ids) for s in segments)
 
-    def verify(self, t: Trajectory) -> None:
-        """Reward a finished trajectory with the shared grader (truncated or looping answers are wrong)."""
-        problem = self.problems[t.problem]
-        text = self.tokenizer.decode(t.response_ids, skip_special_tokens=True)
-        finish = "length" if t.truncated or t.repeated else "stop"
-        verdict = verifier_reward(problem.grader, text, problem.record, finish_reason=finish)
-        t.correct = verdict.correct and not t.repeated
-        t.reward = float(t.correct) - (self.cfg.rollout.repetition_penalty if t.repeated else 0.0)
+    def verify(self, finished: list[Trajectory]) -> None:
+        """Reward finished trajectories with the shared verifier (truncated or looping answers are wrong); code is
+        run in the sandbox and judged answers asked for, several at once."""
+        jobs = [(self.problems[t.problem], self.tokenizer.decode(t.response_ids, skip_special_tokens=True),
+                 "length" if t.truncated or t.repeated else "stop") for t in finished]  # fmt: skip
+        for t, verdict in zip(finished, self.verifier.many(jobs), strict=True):
+            t.correct = verdict.correct and not t.repeated
+            t.reward = float(t.correct) - (self.cfg.rollout.repetition_penalty if t.repeated else 0.0)
 
     def group_rewards(self, group: list[Trajectory], iteration: int) -> list[tuple[float, float]]:
         """(total reward, length reward) per sample: the verifier reward plus the weighted length reward."""
