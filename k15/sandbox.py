@@ -1,7 +1,8 @@
 """Run untrusted Python (model-written code) in a bubblewrap sandbox.
 
 Each program runs in fresh namespaces (``bwrap --unshare-all``): its own network (no route anywhere, not even the
-host's loopback), PIDs (it sees only itself; when it ends, everything it started is killed), IPC, UTS and cgroup.
+host's loopback), PIDs (the program is PID 1 and sees only what it starts; when it ends, the kernel kills all of
+that), IPC, UTS and cgroup.
 Its file system is a read-only Python runtime (``/usr`` and the interpreter's prefix), a private ``/proc`` and
 ``/dev``, and a small private writable ``/tmp``; no home, no checkout, no host ``/tmp``, no secrets. The environment
 is cleared. Resource limits (rlimits set before ``bwrap`` starts, inherited by everything inside): CPU seconds,
@@ -46,7 +47,7 @@ class SandboxLimits(Config):
     """Limits of one sandboxed program; change them in a config's ``sandbox`` section."""
 
     wall_s: float = Field(10.0, gt=0, description="wall-clock seconds before the process group is killed")
-    cpu_s: int = Field(10, ge=1, description="CPU seconds (RLIMIT_CPU)")
+    cpu_s: int = Field(10, ge=1, description="CPU seconds (RLIMIT_CPU; then SIGKILL)")
     memory_mb: int = Field(1024, ge=64, description="address space in MiB (RLIMIT_AS)")
     processes: int = Field(32, ge=1, description="processes and threads (RLIMIT_NPROC, per sandbox uid)")
     file_size_mb: int = Field(16, ge=1, description="largest file it may write, MiB (RLIMIT_FSIZE)")
@@ -60,7 +61,8 @@ class RunResult:
     """What one program did: ``passed`` (exit 0 and the marker printed last), why it failed, its output."""
 
     passed: bool
-    status: str  # "passed", "failed" (assertion or error), "timeout", "cpu-limit", "killed" (signal), "no-marker"
+    status: str  # "passed", "failed" (assertion or error), "timeout", "killed" (a signal: the CPU limit's SIGKILL,
+    # or its own), "no-marker" (exited 0 before the end)
     returncode: int | None
     stdout: str
     stderr: str
@@ -136,7 +138,7 @@ class Sandbox:
         """The bwrap command line that runs Python source read from stdin."""
         tmp_bytes = str(self.limits.tmp_mb * 2**20)
         return [
-            BWRAP, "--unshare-all", "--die-with-parent", "--new-session", *_mounts(self.python),
+            BWRAP, "--unshare-all", "--die-with-parent", "--new-session", "--as-pid-1", *_mounts(self.python),
             "--proc", "/proc", "--dev", "/dev", "--size", tmp_bytes, "--tmpfs", "/tmp",
             "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp", "--chdir", "/tmp",
             self.python, "-I", "-B", "-",
@@ -149,7 +151,7 @@ class Sandbox:
         processes = lim.processes if uid is not None else lim.processes + _own_process_count()
         return [
             PRLIMIT,
-            f"--cpu={lim.cpu_s}:{lim.cpu_s + 1}",
+            f"--cpu={lim.cpu_s}",
             f"--as={lim.memory_mb * 2**20}",
             f"--nproc={processes}",
             f"--fsize={lim.file_size_mb * 2**20}",
@@ -192,8 +194,6 @@ class Sandbox:
         marked = lines[-1] == marker
         if timed_out:
             status = "timeout"
-        elif proc.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
-            status = "cpu-limit"
         elif proc.returncode < 0 or proc.returncode > 128:
             status = "killed"
         elif proc.returncode != 0:

@@ -11,9 +11,7 @@ import argparse
 import json
 import re
 import socket
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,52 +22,7 @@ from k15.grading import grade
 from k15.prompts import MATH_PROMPT
 from k15.train.data.curate import format_rule
 from k15.train.data.formats import load_problems, load_sft_examples
-
-Reply = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class ScriptedTeacher:
-    """A loopback OpenAI-compatible server (``/v1/models``, ``/v1/chat/completions``) whose replies come from
-    ``reply(request body) -> message``; every chat request body is kept in ``requests``."""
-
-    def __init__(self, reply: Reply) -> None:
-        self.requests: list[dict[str, Any]] = []
-        teacher = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _send(self, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._send({"object": "list", "data": [{"id": "teacher", "object": "model", "created": 0,
-                                                        "owned_by": "test"}]})  # fmt: skip
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                teacher.requests.append(body)
-                message = {"role": "assistant", "content": None, **reply(body)}
-                self._send({"id": "c", "object": "chat.completion", "created": 0, "model": body["model"],
-                            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})  # fmt: skip
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.scripted import ScriptedTeacher
 
 
 @pytest.fixture

@@ -177,3 +177,38 @@ def test_shipped_configs_are_valid() -> None:
     assert demo.rl_config().model.endswith("sft/final")
     for gpu in sorted((REPO / "configs").glob("gpu-*rl*.yaml")):
         load_config(RLConfig, gpu, [])
+
+
+CODE_PROBLEMS = [
+    {"id": "add", "problem": "Write `add(a, b)` returning a + b.", "entry_point": "add",
+     "test": "def check(f):\n    assert f(2, 3) == 5\n", "solution": "def add(a, b):\n    return a + b"},
+    {"id": "rev", "problem": "Write `rev(s)` returning s reversed.", "entry_point": "rev",
+     "test": "def check(f):\n    assert f('ab') == 'ba'\n", "solution": "def rev(s):\n    return s[::-1]"},
+    {"id": "top", "problem": "Write `top(xs)` returning the largest item.", "entry_point": "top",
+     "test": "def check(f):\n    assert f([1, 3, 2]) == 3\n", "solution": "def top(xs):\n    return max(xs)"},
+    {"id": "even", "problem": "Assign the even numbers below 10 to a list `evens`.",
+     "test": "assert evens == [0, 2, 4, 6, 8]\n", "solution": "evens = list(range(0, 10, 2))"},
+]  # fmt: skip
+
+
+def test_code_rl_iteration_rewards_by_the_sandbox(tiny_sft: Path, tmp_path: Path) -> None:
+    """One RL iteration on code prompts (``grader: code``): real vLLM, real DeepSpeed, every finished response's
+    code run in the real sandbox; a right solution through the trainer's reward path earns 1, a wrong one 0."""
+    data = tmp_path / "code.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in CODE_PROBLEMS))
+    config = rl_config(tmp_path / "rl.yaml", tiny_sft / "final", data, tmp_path / "run", tensorboard=False,
+                       rollout={"k": 4, "max_tokens": 200, "temperature": 1.0, "engine": ENGINE},
+                       prompt_sampling={"curriculum": False, "prioritized": False})  # fmt: skip
+    spec = yaml.safe_load(config.read_text())
+    spec["data"]["grader"] = "code"
+    config.write_text(yaml.safe_dump(spec))
+    result = subprocess.run([sys.executable, str(REPO / "tests" / "rl_probe.py"), str(config), "--code"],
+                            capture_output=True, text=True, timeout=600, cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-1000:] + result.stderr[-3000:]
+    probe = json.loads(next(line for line in reversed(result.stdout.splitlines()) if line.startswith('{"moved"')))
+    assert probe["metrics"]["samples_trained"] == 16
+    finished = 16 - probe["metrics"]["trajectories_pending"]
+    ran = probe["sandbox_runs"][:-2]  # less the two probe answers
+    assert 0 < len(ran) <= finished  # responses with code were run (empty or cut ones need no run)
+    assert probe["right_rewarded"] is True and probe["wrong_rewarded"] is False
+    assert probe["sandbox_runs"][-2:] == ["passed", "failed"]

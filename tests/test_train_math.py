@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from k15.train.rl.loss import advantages, group_mean, mirror_descent_terms
 from k15.train.data.formats import Problem
+from k15.train.rl.loss import advantages, group_mean, mirror_descent_terms
 from k15.train.rl.rewards import RewardConfig, Verifier, length_rewards
 from k15.train.rl.sampling import ProblemSampler
 
