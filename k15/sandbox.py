@@ -92,13 +92,13 @@ def sandbox_python(configured: str | None = None) -> str:
 
 def check_available() -> None:
     """SandboxError with the fix when bubblewrap is missing or cannot create namespaces here."""
-    if shutil.which(PRLIMIT) is None:
-        raise SandboxError("prlimit (util-linux) is not installed: it sets the sandbox's resource limits")
     if shutil.which(BWRAP) is None:
         raise SandboxError(
             "bubblewrap (bwrap) is not installed: code is only run sandboxed. "
             "Install it (Debian/Ubuntu: apt-get install bubblewrap; `make install` does as root)."
         )
+    if shutil.which(PRLIMIT) is None:
+        raise SandboxError("prlimit (util-linux) is not installed: it sets the sandbox's resource limits")
     probe = subprocess.run([BWRAP, "--unshare-all", "--ro-bind", "/", "/", "true"], capture_output=True, text=True)
     if probe.returncode != 0:
         raise SandboxError(
