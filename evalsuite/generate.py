@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from k15.chat import THINK_END, THINKING_MARKERS, split_reasoning
-from k15.checkpoint import THINKING_KINDS, read_info
+from k15.checkpoint import read_info, thinks
 from k15.client import Completion
 from k15.engine import EngineConfig, shutdown
 from k15.weight_sync import WORKER_EXTENSION, load_checkpoint
@@ -44,8 +44,7 @@ class VLLMGenerator:
         from transformers import AutoTokenizer
 
         model_path = Path(model_path)
-        info = read_info(model_path)
-        self.thinks = bool(info and info.kind in THINKING_KINDS)
+        self.thinks = thinks(read_info(model_path))
         self.chat_template = AutoTokenizer.from_pretrained(model_path).chat_template
         if self.llm is not None and self.path is not None and architecture(self.path) == architecture(model_path):
             load_checkpoint(self.llm, model_path)

@@ -22,7 +22,6 @@ from pydantic import Field
 from tqdm import tqdm
 
 from k15 import __version__
-from k15.checkpoint import THINKING_KINDS
 from k15.client import Completion, EndpointGenerator
 from k15.config import Config
 from k15.engine import EngineConfig
@@ -364,7 +363,7 @@ def run_in_process(cfg: EvalConfig, runner: Runner, tasks: list[Task],
                    items: dict[str, list[Item]]) -> tuple[list[Target], str]:  # fmt: skip
     """Evaluate ``cfg.model_paths`` in this process through one vLLM engine (a checkpoint of another architecture
     gets a new one); a checkpoint whose samples are all done is not loaded again."""
-    from k15.checkpoint import Kind, read_info
+    from k15.checkpoint import Kind, read_info, thinks
     from k15.models import resolve_model
 
     paths = [resolve_model(p) for p in cfg.model_paths] or [resolve_model(None)]
@@ -376,8 +375,7 @@ def run_in_process(cfg: EvalConfig, runner: Runner, tasks: list[Task],
         for path, name in zip(paths, names, strict=True):
             info = read_info(path)
             mode = "short" if info and info.kind == Kind.long2short else "long"
-            thinks = bool(info and info.kind in THINKING_KINDS)
-            mine = with_budgets([Target(name, mode, thinks=thinks)], cfg.thinking_budgets)
+            mine = with_budgets([Target(name, mode, thinks=thinks(info))], cfg.thinking_budgets)
             targets += mine
             todo = [(t, target) for t in tasks for target in mine
                     if runner.pending(sample_file(runner.out, t.name, target.key), items[t.name])[0]]  # fmt: skip

@@ -50,6 +50,11 @@ def read_info(path: Path) -> CheckpointInfo | None:
         raise ValueError(f"{file}: not a valid k15 checkpoint description: {exc}") from None
 
 
+def thinks(info: CheckpointInfo | None) -> bool:
+    """Whether a checkpoint of this ``k15.json`` (None: a plain HF checkpoint) thinks in a block first."""
+    return info is not None and info.kind in THINKING_KINDS
+
+
 def is_checkpoint(path: Path) -> bool:
     path = Path(path)
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))

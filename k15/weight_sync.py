@@ -48,6 +48,15 @@ def shared_memory_dir() -> Path:
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 
 
+def _reload(llm: Any, files: tuple[str, ...], tied: tuple[str, str] | None, what: str) -> None:
+    """Every worker reloads ``files`` in place; then the prefix cache goes (its prompt KV came from the old
+    weights)."""
+    counts = llm.collective_rpc("k15_reload_weights", args=files, kwargs={"tied": tied})
+    if not all(counts):
+        raise RuntimeError(f"{what} reached {counts} tensors per worker")
+    llm.reset_prefix_cache()
+
+
 def push_weights(llm: Any, state_dict: Mapping[str, torch.Tensor]) -> float:
     """Send ``state_dict`` (HF parameter names) into the running ``vllm.LLM``; returns the seconds it took."""
     from safetensors.torch import save_file
@@ -58,12 +67,9 @@ def push_weights(llm: Any, state_dict: Mapping[str, torch.Tensor]) -> float:
     try:
         # Tied embeddings share storage; safetensors needs each tensor on its own.
         save_file({k: v.detach().contiguous().clone() for k, v in state_dict.items()}, name)
-        counts = llm.collective_rpc("k15_reload_weights", args=(name,))
+        _reload(llm, (name,), None, "weight sync")
     finally:
         os.unlink(name)
-    if not all(counts):
-        raise RuntimeError(f"weight sync reached {counts} tensors per worker")
-    llm.reset_prefix_cache()  # cached prompt KV was computed by the old weights
     return time.perf_counter() - start
 
 
@@ -71,13 +77,9 @@ def load_checkpoint(llm: Any, checkpoint: Path) -> float:
     """Load the weights of the Hugging Face ``checkpoint`` (same architecture as the engine's model) into the
     running ``vllm.LLM`` in place; returns the seconds it took."""
     start = time.perf_counter()
-    files = sorted(str(f) for f in Path(checkpoint).glob("*.safetensors"))
+    files = tuple(sorted(str(f) for f in Path(checkpoint).glob("*.safetensors")))
     if not files:
         raise ValueError(f"{checkpoint}: no safetensors weights to load")
     config = json.loads((Path(checkpoint) / "config.json").read_text())
-    tied = TIED_EMBEDDINGS if config.get("tie_word_embeddings") else None
-    counts = llm.collective_rpc("k15_reload_weights", args=tuple(files), kwargs={"tied": tied})
-    if not all(counts):
-        raise RuntimeError(f"loading {checkpoint} reached {counts} tensors per worker")
-    llm.reset_prefix_cache()  # cached prompt KV was computed by the previous checkpoint
+    _reload(llm, files, TIED_EMBEDDINGS if config.get("tie_word_embeddings") else None, f"loading {checkpoint}")
     return time.perf_counter() - start

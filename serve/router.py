@@ -38,11 +38,14 @@ class ClosingStreamingResponse(StreamingResponse):
 
 
 def mirror_reasoning(choices: list[dict[str, Any]], key: str) -> None:
-    """Copy vLLM's ``reasoning`` into ``reasoning_content`` (what DeepSeek-style clients read), in place."""
+    """Give every chat message / delta both ``reasoning`` (vLLM's name) and ``reasoning_content`` (what
+    DeepSeek-style clients read), null when there is no reasoning, in place."""
     for choice in choices:
         part = choice.get(key)
-        if isinstance(part, dict) and part.get("reasoning") is not None:
-            part["reasoning_content"] = part["reasoning"]
+        if isinstance(part, dict):
+            value = part.get("reasoning")
+            value = value if value is not None else part.get("reasoning_content")
+            part["reasoning"] = part["reasoning_content"] = value
 
 
 class Router:
@@ -189,7 +192,7 @@ class Router:
                     if line:
                         yield line + "\n\n"
                     continue
-                if '"reasoning"' not in line and '"usage":{' not in line:
+                if '"delta"' not in line and '"usage":{' not in line:
                     yield line + "\n\n"
                     continue
                 chunk = json.loads(line[6:])

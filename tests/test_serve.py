@@ -72,6 +72,27 @@ def test_streaming_carries_reasoning_and_content(client: OpenAI) -> None:
     assert usage is not None and 1 <= usage.completion_tokens_details.reasoning_tokens <= 6
 
 
+def test_every_message_and_delta_carries_both_reasoning_fields(stack: ServeProcess) -> None:
+    """The response contract: ``reasoning`` and ``reasoning_content`` on every chat message and stream delta (null
+    when there is none, as from a base checkpoint), usage adding up, ``model`` naming who answered."""
+    for model in ("k15-short", "k15-long"):
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 6}
+        reply = httpx.post(f"{stack.base_url}/chat/completions", json=body, headers=stack.headers).json()
+        message = reply["choices"][0]["message"]
+        assert "reasoning" in message and message["reasoning_content"] == message["reasoning"], message
+        assert reply["model"] == model
+        usage = reply["usage"]
+        assert usage["completion_tokens"] >= (
+            (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+        )
+        with httpx.stream("POST", f"{stack.base_url}/chat/completions", json={**body, "stream": True},
+                          headers=stack.headers) as r:  # fmt: skip
+            chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+        deltas = [choice["delta"] for chunk in chunks for choice in chunk["choices"]]
+        assert deltas and all("reasoning" in d and d["reasoning_content"] == d["reasoning"] for d in deltas), deltas
+        assert all(chunk["model"] == model for chunk in chunks)
+
+
 def test_usage_chunk_only_when_asked(stack: ServeProcess) -> None:
     body = {"model": "k15-short", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stream": True}
     with httpx.stream("POST", f"{stack.base_url}/chat/completions", json=body, headers=stack.headers) as r:

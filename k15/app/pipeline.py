@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from k15 import paths
 from k15.checkpoint import read_info
@@ -26,6 +26,7 @@ from k15.engine import EngineConfig
 from k15.evalsuite.report import summarized_models
 from k15.evalsuite.runner import EvalConfig, run_in_subprocess, sample_file
 from k15.jsonl import read_rows
+from k15.train.data import DEMO_TASKS
 from k15.train.long2short import METHODS as LONG2SHORT_METHODS
 from k15.train.long2short import config_class
 from k15.train.long2short.dpo import Long2ShortDPOConfig
@@ -51,12 +52,19 @@ class DemoDataConfig(Config):
     """The generated demo task (:data:`k15.train.data.DEMO_TASKS`); ``dir`` holds ``<task>/{train,heldout,sft}.jsonl``
     and the evalsuite task of the same name scores it."""
 
-    task: Literal["arith", "countdown"] = Field("arith", description="arith: word problems; countdown: search")
+    task: str = Field("arith", description="a DEMO_TASKS name: arith (word problems), countdown (search)")
     dir: str | None = Field(None, description="default: <run dir>/data")
     train: int = Field(1000, ge=1)
     heldout: int = Field(200, ge=1)
     sft: int = Field(400, ge=1)
     seed: int = 0
+
+    @field_validator("task")
+    @classmethod
+    def _known(cls, task: str) -> str:
+        if task not in DEMO_TASKS:
+            raise ValueError(f"unknown demo task {task!r}; known: {', '.join(DEMO_TASKS)}")
+        return task
 
 
 class HeldoutEvalConfig(Config):
