@@ -65,6 +65,8 @@ def validate(model: type[_Request], body: Any) -> _Request:
         raise OpenAIError(400, f"request body must be a JSON object, got {type(body).__name__}")
     try:
         return model.model_validate(body)
+    except RecursionError:
+        raise OpenAIError(400, "request body is nested too deeply") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"])

@@ -71,9 +71,15 @@ class Router:
             if len(body) > self.cfg.max_body_bytes:
                 raise OpenAIError(413, f"request body exceeds the limit of {self.cfg.max_body_bytes} bytes")
         try:
-            return json.loads(body)
+            data = json.loads(body)
+            json.dumps(data, ensure_ascii=False).encode()  # what goes upstream must encode: no lone surrogates
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise OpenAIError(400, f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise OpenAIError(400, "request body is nested too deeply") from None
+        except UnicodeEncodeError:
+            raise OpenAIError(400, "request body has an unpaired UTF-16 surrogate escape (not valid Unicode)") from None
+        return data
 
     def check_images(self, request: ChatRequest, backend: Backend, model: str) -> None:
         urls = image_urls(request)

@@ -186,6 +186,9 @@ BAD_REQUESTS = [
     ("budget on a model without thinking", {"model": "k15-short", "messages": [{"role": "user", "content": "x"}],
                                             "max_thinking_tokens": 3}, 400),
     ("missing model", {"messages": [{"role": "user", "content": "x"}]}, 400),
+    # found by the fuzzer (tests/fuzz_api.py): both were 500s, and the next request on the connection was reset
+    ("deeply nested JSON", b'{"model": "k15-short", "messages": ' + b"[" * 1000 + b"]" * 1000 + b"}", 400),
+    ("unpaired surrogate escape", b'{"model": "k15-short", "messages": [{"role": "user", "content": "\\ud800"}]}', 400),
 ]  # fmt: skip
 
 
