@@ -227,7 +227,9 @@ def main() -> None:
         from k15.models import resolve_model
 
         tiny = build_tiny_model(resolve_model(None), Path(tempfile.mkdtemp()) / "tiny")
-        server = ServeProcess(["--long", str(tiny), "--short", str(tiny), *engine_flags(max_model_len=512)], api_key="fuzz")
+        server = ServeProcess(
+            ["--long", str(tiny), "--short", str(tiny), *engine_flags(max_model_len=512)], api_key="fuzz"
+        )
         opts.base_url, opts.api_key = server.base_url, "fuzz"
     try:
         started = time.monotonic()
