@@ -1,7 +1,8 @@
 """The chain-of-thought judge against the rule-based grader: agreement with known labels, and the judge's cost.
 
-Cases: MATH-500 problems with integer or fraction gold answers, each answered in several forms whose label is
-known — the gold itself, a rewritten equal form ("0.5", "1/2", "twelve"), and a wrong value. Both verifiers grade
+Cases: the grader's own test cases (tests/test_grading.py: pairs of equal and of different forms, labelled), and
+MATH-500 problems with integer or fraction gold answers, each answered in several forms whose label is known — the
+gold itself, a rewritten equal form ("1/2", "twelve"), and a wrong value. Both verifiers grade
 every case; the report gives each one's accuracy against the labels, their agreement, the judge's unparsable
 ("unknown") verdicts and its tokens and seconds per verdict. Default judge: ``k15 serve`` on the embedded default
 started here; ``--endpoint URL --judge-model NAME`` uses any OpenAI-compatible judge.
@@ -95,6 +96,16 @@ def cases(data_dir: str | None, count: int) -> list[tuple[str, str, str, bool, s
     return found
 
 
+def grader_test_cases() -> list[tuple[str, str, str, bool, str]]:
+    """The equal / different answer pairs of tests/test_grading.py, with no problem text."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.test_grading import DIFFERENT_FORMS, EQUIVALENT_FORMS
+
+    sets = ((EQUIVALENT_FORMS, True, "tests: equal"), (DIFFERENT_FORMS, False, "tests: different"))
+    return [("(not given)", gold, f"The answer is ${answer}$.", label, form)
+            for pairs, label, form in sets for gold, answer in pairs]  # fmt: skip
+
+
 def serve_default() -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     exe = Path(sys.executable).parent / "k15"
@@ -119,7 +130,7 @@ def main() -> None:
     server, endpoint = (None, opts.endpoint) if opts.endpoint else serve_default()
     try:
         judge = CoTJudge(JudgeConfig(endpoint=endpoint, model=opts.judge_model, max_tokens=opts.max_tokens))
-        todo = cases(opts.data_dir, opts.cases)
+        todo = grader_test_cases() + cases(opts.data_dir, opts.cases)
         started = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             verdicts = list(pool.map(lambda c: judge(c[0], c[1], c[2]), todo))

@@ -68,54 +68,55 @@ def test_answer_text_keeps_only_what_follows_the_thinking() -> None:
     assert answer_text("It is 4.", finish_reason="stop") == ("It is 4.", False)
 
 
-@pytest.mark.parametrize(
-    ("gold", "answer"),
-    [
-        ("\\frac{1}{2}", "0.5"),
-        ("\\frac{1}{2}", "1/2"),
-        ("\\frac{1}{2}", "\\dfrac12"),
-        ("0.5", "\\frac{1}{2}"),
-        ("3.75", "\\frac{15}{4}"),
-        ("10\\sqrt{2}", "\\sqrt{200}"),
-        ("\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}"),
-        ("90^\\circ", "90"),
-        ("90", "90^{\\circ}"),
-        ("\\text{(C)}", "C"),
-        ("\\text{(C)}", "(C)"),
-        ("\\text{Evelyn}", "Evelyn"),
-        ("5\\text{ cm}", "5"),
-        ("5", "5 cm"),
-        ("[-2,7]", "x \\in [-2, 7]"),
-        ("(-\\infty, 0]", "(-\\infty,0]"),
-        ("\\{1,2\\}", "\\{2, 1\\}"),
-        ("1,-2", "-2, 1"),
-        ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\pi/2)"),
-        ("10,\\!080", "10080"),
-        ("\\$32,\\!348", "32,348"),
-        ("x+1", "1+x"),
-        ("\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}", "\\begin{pmatrix} 0.2 \\\\ -3.6 \\end{pmatrix}"),
-    ],
-)
+# (gold, answer) pairs the grader must call equal / different; bench/bench_judge.py grades them with a judge too
+EQUIVALENT_FORMS = [
+    ("\\frac{1}{2}", "0.5"),
+    ("\\frac{1}{2}", "1/2"),
+    ("\\frac{1}{2}", "\\dfrac12"),
+    ("0.5", "\\frac{1}{2}"),
+    ("3.75", "\\frac{15}{4}"),
+    ("10\\sqrt{2}", "\\sqrt{200}"),
+    ("\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}"),
+    ("90^\\circ", "90"),
+    ("90", "90^{\\circ}"),
+    ("\\text{(C)}", "C"),
+    ("\\text{(C)}", "(C)"),
+    ("\\text{Evelyn}", "Evelyn"),
+    ("5\\text{ cm}", "5"),
+    ("5", "5 cm"),
+    ("[-2,7]", "x \\in [-2, 7]"),
+    ("(-\\infty, 0]", "(-\\infty,0]"),
+    ("\\{1,2\\}", "\\{2, 1\\}"),
+    ("1,-2", "-2, 1"),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\pi/2)"),
+    ("10,\\!080", "10080"),
+    ("\\$32,\\!348", "32,348"),
+    ("x+1", "1+x"),
+    ("\\begin{pmatrix} 1/5 \\\\ -18/5 \\end{pmatrix}", "\\begin{pmatrix} 0.2 \\\\ -3.6 \\end{pmatrix}"),
+]
+
+
+@pytest.mark.parametrize(("gold", "answer"), EQUIVALENT_FORMS)
 def test_equivalent_forms_are_correct(gold: str, answer: str) -> None:
     assert grade_math(f"Thus \\boxed{{{answer}}}.", gold) == Grade(answer, True, False)
 
 
-@pytest.mark.parametrize(
-    ("gold", "answer"),
-    [
-        ("\\frac{1}{2}", "0.51"),
-        ("\\frac{1}{2}", "\\frac{1}{3}"),
-        ("10\\sqrt{2}", "10\\sqrt{3}"),
-        ("90^\\circ", "45"),
-        ("\\text{(C)}", "D"),
-        ("[-2,7]", "(-2,7)"),
-        ("\\{1,2\\}", "\\{1,3\\}"),
-        ("(1,2)", "(2,1)"),
-        ("\\frac{14}{3}", "4.67"),
-        ("\\text{east}", "\\text{west}"),
-        ("5", "-5"),
-    ],
-)
+DIFFERENT_FORMS = [
+    ("\\frac{1}{2}", "0.51"),
+    ("\\frac{1}{2}", "\\frac{1}{3}"),
+    ("10\\sqrt{2}", "10\\sqrt{3}"),
+    ("90^\\circ", "45"),
+    ("\\text{(C)}", "D"),
+    ("[-2,7]", "(-2,7)"),
+    ("\\{1,2\\}", "\\{1,3\\}"),
+    ("(1,2)", "(2,1)"),
+    ("\\frac{14}{3}", "4.67"),
+    ("\\text{east}", "\\text{west}"),
+    ("5", "-5"),
+]
+
+
+@pytest.mark.parametrize(("gold", "answer"), DIFFERENT_FORMS)
 def test_wrong_answers_are_wrong(gold: str, answer: str) -> None:
     grade_ = grade_math(f"\\boxed{{{answer}}}", gold)
     assert (grade_.extracted, grade_.correct) == (answer, False)
