@@ -27,4 +27,6 @@ class ServeConfig(Config):
     startup_timeout_s: float = Field(900, gt=0)
     restart_backoff_s: float = Field(2.0, ge=0)
     request_timeout_s: float = Field(3600, gt=0)
+    connect_timeout_s: float = Field(30, gt=0, description="for a connection to a backend: a dead one refuses at "
+                                     "once; a live one on a saturated machine may take seconds to accept")  # fmt: skip
     engine: EngineConfig = Field(default_factory=EngineConfig)

@@ -56,7 +56,7 @@ class Router:
         self.backends = backends
         self.metrics = Metrics()
         self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(cfg.request_timeout_s, connect=5),
+            timeout=httpx.Timeout(cfg.request_timeout_s, connect=cfg.connect_timeout_s),
             limits=httpx.Limits(max_connections=2048, max_keepalive_connections=256),
         )
 
