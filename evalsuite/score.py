@@ -139,6 +139,13 @@ def score_lines(
         yield from pool.map(graded, rows)
 
 
+def _some_graded(path: Path, summary: Summary) -> Summary:
+    """``summary``, or ValueError when ``path`` had no gradable row (an empty file, or every row bad)."""
+    if summary.graded == 0:
+        raise ValueError(f"{path}: no gradable row ({summary.skipped} skipped)")
+    return summary
+
+
 def score_file(
     path: Path,
     task: str,
@@ -157,7 +164,7 @@ def score_file(
     if out is None:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False), file=stdout)
-        return summary
+        return _some_graded(path, summary)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"no such directory: {out.parent}")
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -165,6 +172,7 @@ def score_file(
         with tmp.open("w", encoding="utf-8") as sink:
             for row in rows:
                 sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+        _some_graded(path, summary)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

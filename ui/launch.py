@@ -25,6 +25,7 @@ class UIConfig(Config):
 def run(cfg: UIConfig) -> int:
     from contextlib import nullcontext
 
+    from k15.net import free_port
     from k15.serve.stack import ServingStack
     from k15.ui.app import App
 
@@ -35,8 +36,9 @@ def run(cfg: UIConfig) -> int:
         data_dir = Path(cfg.data_dir) if cfg.data_dir else None
         app = App(endpoint, api_key, [Path(p) for p in cfg.results], data_dir, cfg.serve.names).build()
         auth = tuple(cfg.auth.split(":", 1)) if cfg.auth else None
-        print(f"k15 ui: http://{cfg.host}:{cfg.port}  (models at {endpoint})", flush=True)
+        port = cfg.port or free_port(cfg.host)  # 0: a free one, as k15 serve does (Gradio cannot bind 0)
+        print(f"k15 ui: http://{cfg.host}:{port}  (models at {endpoint})", flush=True)
         app.queue(default_concurrency_limit=cfg.concurrency).launch(
-            server_name=cfg.host, server_port=cfg.port, share=False, auth=auth, show_error=True, quiet=True
+            server_name=cfg.host, server_port=port, share=False, auth=auth, show_error=True, quiet=True
         )
     return 0
