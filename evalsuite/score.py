@@ -97,7 +97,10 @@ def _parse_line(raw: bytes, task: str, problems: dict[str, dict[str, Any]]) -> t
     return (None, error) if error else (row, None)
 
 
-def _good_rows(path: Path, task: str, summary: Summary, errors: TextIO) -> Iterator[dict[str, Any]]:
+def _good_rows(
+    path: Path, task: str, summary: Summary, errors: TextIO
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(row, the record its grader reads) for each good line: a code row gains its problem's prompt and tests."""
     problems = references(task)
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, 1):
@@ -108,9 +111,8 @@ def _good_rows(path: Path, task: str, summary: Summary, errors: TextIO) -> Itera
                 print(f"{path}:{number}: {error}", file=errors)
                 summary.skipped += 1
                 continue
-            if task in CODE_GRADERS and not isinstance(row.get("test"), str):
-                row = {**row, "_problem": problems[str(row["id"])]}
-            yield row
+            by_id = task in CODE_GRADERS and not isinstance(row.get("test"), str)
+            yield row, ({**row, **problems[str(row["id"])]} if by_id else row)
 
 
 def score_lines(
@@ -119,24 +121,28 @@ def score_lines(
     """Graded rows of the JSONL file ``path``; bad lines are reported as ``FILE:LINE: reason`` and counted."""
     grader = get_grader(task, "task")
 
-    def graded(row: dict[str, Any]) -> dict[str, Any]:
-        record = {**row, **row.pop("_problem", {})}  # a code problem's prompt and tests, by id
-        grade: Grade = grader(row["response"], record, think_opened_by_prompt=think_opened_by_prompt,
-                              finish_reason=row.get("finish_reason"))  # fmt: skip
-        summary.graded += 1
-        summary.correct += grade.correct
-        summary.truncated += grade.truncated
-        detail = {"detail": grade.detail} if grade.detail is not None else {}
-        return {**row, "extracted": grade.extracted, "correct": grade.correct, "truncated": grade.truncated, **detail}
+    def graded(job: tuple[dict[str, Any], dict[str, Any]]) -> tuple[dict[str, Any], Grade]:
+        row, record = job
+        return row, grader(row["response"], record, think_opened_by_prompt=think_opened_by_prompt,
+                           finish_reason=row.get("finish_reason"))  # fmt: skip
 
-    rows = _good_rows(path, task, summary, errors)
+    def counted(results: Iterator[tuple[dict[str, Any], Grade]]) -> Iterator[dict[str, Any]]:
+        for row, grade in results:  # counted here, on one thread, as results arrive in order
+            summary.graded += 1
+            summary.correct += grade.correct
+            summary.truncated += grade.truncated
+            detail = {"detail": grade.detail} if grade.detail is not None else {}
+            yield {**row, "extracted": grade.extracted, "correct": grade.correct, "truncated": grade.truncated,
+                   **detail}  # fmt: skip
+
+    jobs = _good_rows(path, task, summary, errors)
     if task not in CODE_GRADERS:
-        yield from map(graded, rows)
+        yield from counted(map(graded, jobs))
         return
     from k15.grading.code import default_sandbox
 
     with ThreadPoolExecutor(default_sandbox().workers) as pool:  # the sandbox bounds how many run at once
-        yield from pool.map(graded, rows)
+        yield from counted(pool.map(graded, jobs))
 
 
 def _some_graded(path: Path, summary: Summary) -> Summary:
