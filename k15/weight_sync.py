@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from k15.failpoints import failpoint
+
 WORKER_EXTENSION = "k15.weight_sync.WeightSyncWorker"
 # Hugging Face names of a decoder's output and input embeddings (a checkpoint with tied ones stores only the input)
 TIED_EMBEDDINGS = ("lm_head.weight", "model.embed_tokens.weight")
@@ -67,6 +69,7 @@ def push_weights(llm: Any, state_dict: Mapping[str, torch.Tensor]) -> float:
     try:
         # Tied embeddings share storage; safetensors needs each tensor on its own.
         save_file({k: v.detach().contiguous().clone() for k, v in state_dict.items()}, name)
+        failpoint("weight-sync")  # written, not yet loaded
         _reload(llm, (name,), None, "weight sync")
     finally:
         os.unlink(name)

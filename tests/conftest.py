@@ -56,6 +56,15 @@ def tiny_model(default_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return build_tiny_model(default_model, tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def arith(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo task's splits, small: written by the real ``k15 data demo`` command."""
+    out = tmp_path_factory.mktemp("data") / "arith"
+    result = run_k15("data", "demo", str(out), "--train", "40", "--heldout", "10", "--sft", "96")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 def make_checkpoint(source: Path, out: Path, kind: str, k15_template: bool = True) -> Path:
     """A copy of ``source`` labelled as a k15 checkpoint of ``kind`` (with the k15 think template)."""
     import shutil

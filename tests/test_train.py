@@ -20,15 +20,6 @@ ENGINE = {"enforce_eager": True, "gpu_memory_utilization": 0.1, "max_model_len":
 
 
 @pytest.fixture(scope="session")
-def arith(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo task's splits, small: written by the real ``k15 data demo`` command."""
-    out = tmp_path_factory.mktemp("data") / "arith"
-    result = run_k15("data", "demo", str(out), "--train", "40", "--heldout", "10", "--sft", "96")
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-@pytest.fixture(scope="session")
 def tiny_sft(tiny_model: Path, arith: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model after ``k15 train sft`` on verified demo traces (so it stops and answers in the format)."""
     out = tmp_path_factory.mktemp("sft")

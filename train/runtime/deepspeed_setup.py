@@ -12,7 +12,9 @@ from pydantic import Field
 
 from k15.checkpoint import CheckpointInfo, write_info
 from k15.config import Config
+from k15.failpoints import failpoint
 from k15.precision import DType, resolve, torch_dtype
+from k15.train.runtime.state import WriteError, write_failure
 
 
 class DeepSpeedConfig(Config):
@@ -112,9 +114,16 @@ def export_hf(engine: Any, tokenizer: Any, out: Path, info: CheckpointInfo, is_w
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    engine.module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    write_info(tmp, info)
+    try:
+        engine.module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        failpoint("checkpoint-write")  # half written
+        tokenizer.save_pretrained(tmp)
+        write_info(tmp, info)
+    except Exception as exc:  # whatever the writer raises (safetensors has its own error type)
+        reason = write_failure(exc, tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = "the previous one is kept" if (out / "k15.json").is_file() else "nothing was written"
+        raise WriteError(f"{out}: could not write the checkpoint ({reason}); {kept}") from exc
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

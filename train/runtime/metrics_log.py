@@ -59,6 +59,11 @@ class MetricsLogger:
                          if k in metrics)  # fmt: skip
         print(f"[{step}/{self.total}] {shown} | ETA {eta / 60:.1f} min", flush=True)
 
+    def last(self) -> dict[str, float]:
+        """The metrics of the last logged step (a run resumed after its last step exports with them)."""
+        rows = read_metrics(self.path.parent) if self.enabled else []
+        return {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()

@@ -4,6 +4,7 @@ after everything else), so a kill at any moment leaves the previous complete sta
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import shutil
@@ -13,9 +14,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from k15.failpoints import failpoint
 from k15.train.runtime.distributed import barrier, rank
 
 LATEST = "k15-latest"
+
+
+class WriteError(RuntimeError):
+    """A state or checkpoint could not be written (a full disk, most often); the message says what was kept."""
+
+
+def write_failure(exc: BaseException, where: Path) -> str:
+    """What went wrong in a failed write under ``where``, in a few words. PyTorch reports a full disk in several
+    ways ("file write failed", "unexpected pos …"), safetensors in its own error type: hence the look at the text
+    and at the free space (before the torn files go)."""
+    existing = next(p for p in (Path(where), *Path(where).parents) if p.exists())
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in str(exc)
+    if full or shutil.disk_usage(existing).free < 16 * 2**20:
+        return "no space left on device"
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def rng_state() -> dict[str, Any]:
@@ -47,9 +64,18 @@ def save_state(engine: Any, state_dir: Path, step: int, shared: dict[str, Any], 
     rank's (e.g. its replay buffer). Every rank calls it."""
     state_dir = Path(state_dir)
     tag = f"step-{step:07d}"
-    (state_dir / tag).mkdir(parents=True, exist_ok=True)
-    torch.save({"own": own, "rng": rng_state()}, state_dir / tag / f"k15-rank{rank()}.pt")
-    engine.save_checkpoint(str(state_dir), tag=tag, client_state={"k15": shared}, save_latest=False)
+    try:
+        (state_dir / tag).mkdir(parents=True, exist_ok=True)
+        torch.save({"own": own, "rng": rng_state()}, state_dir / tag / f"k15-rank{rank()}.pt")
+        engine.save_checkpoint(str(state_dir), tag=tag, client_state={"k15": shared}, save_latest=False)
+    except Exception as exc:  # whatever the writer raises (safetensors has its own error type)
+        reason = write_failure(exc, state_dir)
+        shutil.rmtree(state_dir / tag, ignore_errors=True)  # a torn state must not hold the space it took
+        previous = latest_tag(state_dir)
+        kept = f"the last complete state ({previous}) is kept" if previous else "no earlier state exists"
+        raise WriteError(f"{state_dir / tag}: could not save the training state ({reason}); {kept}: free space "
+                         "and run the same command again to resume") from exc  # fmt: skip
+    failpoint("state-save")  # written, not yet the latest
     barrier()
     if rank() == 0:
         tmp = state_dir / (LATEST + ".tmp")

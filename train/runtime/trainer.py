@@ -172,7 +172,7 @@ class Trainer(ABC):
                         self.engine, self.run_dir / "state", self.step, shared, self.own_state(), cfg.keep_states
                     )
             if not (final / "k15.json").is_file() or metrics:  # exported again only if this run trained
-                self.export(final, metrics)
+                self.export(final, metrics or self.logger.last())
         finally:
             self.logger.close()
             self.close()
