@@ -16,7 +16,7 @@ from k15.chat import THINK_END, THINKING_MARKERS, split_reasoning
 from k15.checkpoint import read_info, thinks
 from k15.client import Completion
 from k15.engine import EngineConfig, shutdown
-from k15.weight_sync import WORKER_EXTENSION, load_checkpoint
+from k15.weight_sync import load_checkpoint, start_engine
 
 # config.json keys that may differ between checkpoints whose weights fit one engine
 _NOT_ARCHITECTURE = {"_name_or_path", "torch_dtype", "dtype", "transformers_version", "use_cache"}
@@ -58,13 +58,11 @@ class VLLMGenerator:
         return how
 
     def _start(self, model_path: Path) -> Any:
-        from vllm import LLM
         from vllm.config import ReasoningConfig
 
         # The think block's markers let a thinking budget cut it, whichever checkpoint is swapped in later.
         kwargs = self.engine.llm_kwargs(model_path)
-        return LLM(model=str(model_path), worker_extension_cls=WORKER_EXTENSION,
-                   reasoning_config=ReasoningConfig(**THINKING_MARKERS), **kwargs)  # fmt: skip
+        return start_engine(model_path, reasoning_config=ReasoningConfig(**THINKING_MARKERS), **kwargs)
 
     def close(self) -> None:
         if self.llm is not None:

@@ -10,6 +10,7 @@ through ``collective_rpc`` would arrive as Python lists, hence the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -42,6 +43,41 @@ class WeightSyncWorker:
             tensors[tied[0]] = tensors[tied[1]]
         self.reload_weights(weights_iterator=iter(tensors.items()))  # type: ignore[attr-defined]
         return len(tensors)
+
+    def k15_die_with(self, owner: int) -> bool:
+        """Kill this worker's engine processes when ``owner`` (the process that started the engine) is gone.
+        vLLM's engine core and its worker outlive an owner killed with SIGKILL (the OOM killer's way), holding
+        their memory — or a GPU — until killed by hand. Returns whether the owner is an ancestor (then watched)."""
+        import signal
+        import threading
+
+        import psutil
+
+        ancestors = psutil.Process().parents()
+        pids = [p.pid for p in ancestors]
+        if owner not in pids:
+            return False
+        owner_process, engine = ancestors[pids.index(owner)], ancestors[: pids.index(owner)]  # engine: in between
+
+        def watch() -> None:
+            while owner_process.is_running():  # also false if the pid was reused
+                time.sleep(1.0)
+            for process in engine:
+                with contextlib.suppress(psutil.Error):
+                    process.send_signal(signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=watch, name="k15-die-with-owner", daemon=True).start()
+        return True
+
+
+def start_engine(model_path: Path, **kwargs: Any) -> Any:
+    """A ``vllm.LLM`` of ``model_path`` with the weight-sync extension, whose engine processes die with this one."""
+    from vllm import LLM
+
+    llm = LLM(model=str(model_path), worker_extension_cls=WORKER_EXTENSION, **kwargs)
+    llm.collective_rpc("k15_die_with", args=(os.getpid(),))
+    return llm
 
 
 def shared_memory_dir() -> Path:

@@ -15,7 +15,7 @@ from pydantic import Field
 from k15.config import Config
 from k15.engine import EngineConfig, shutdown
 from k15.train.runtime.distributed import without_launcher_env
-from k15.weight_sync import WORKER_EXTENSION, push_weights
+from k15.weight_sync import push_weights, start_engine
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,10 @@ class RolloutEngine:
     """A ``vllm.LLM`` generating from token ids, with the trainer's weights pushed in after each iteration."""
 
     def __init__(self, model_path: Path, engine: EngineConfig) -> None:
-        from vllm import LLM
-
         self.max_model_len = engine.max_model_len
         with without_launcher_env():
             kwargs = engine.llm_kwargs(model_path)
-            self.llm = LLM(model=str(model_path), worker_extension_cls=WORKER_EXTENSION, **kwargs)
+            self.llm = start_engine(model_path, **kwargs)
 
     def generate(
         self, contexts: Sequence[list[int]], max_tokens: Sequence[int], temperature: float, top_p: float,

@@ -13,6 +13,11 @@ from k15.jsonl import append_rows, read_rows, write_rows
 METRICS_FILE = "metrics.jsonl"
 
 
+def rounded(metrics: dict[str, float]) -> dict[str, float]:
+    """Metrics as logged (and as a checkpoint records them): six decimals."""
+    return {k: round(float(v), 6) for k, v in metrics.items()}
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The logged rows (a line torn by a kill is dropped)."""
     return read_rows(Path(run_dir) / METRICS_FILE)[0]
@@ -45,7 +50,7 @@ class MetricsLogger:
     def log(self, step: int, metrics: dict[str, float]) -> None:
         if not self.enabled:
             return
-        row = {"step": step, **{k: round(float(v), 6) for k, v in metrics.items()}}
+        row = {"step": step, **rounded(metrics)}
         append_rows(self.path, [row])
         if self.tb is not None:
             for key, value in metrics.items():

@@ -30,7 +30,7 @@ from k15.train.runtime.distributed import (
     world_size,
 )
 from k15.train.runtime.logprobs import sequence_logprobs
-from k15.train.runtime.metrics_log import MetricsLogger
+from k15.train.runtime.metrics_log import MetricsLogger, rounded
 from k15.train.runtime.state import load_state, save_state
 
 
@@ -148,7 +148,7 @@ class Trainer(ABC):
 
     def checkpoint_info(self, metrics: dict[str, float]) -> CheckpointInfo:
         return CheckpointInfo(kind=self.cfg.kind, name=self.cfg.name, base_model=self.base_model,
-                              method=self.cfg.method, iteration=self.step, metrics=metrics)  # fmt: skip
+                              method=self.cfg.method, iteration=self.step, metrics=rounded(metrics))  # fmt: skip
 
     def export(self, out: Path, metrics: dict[str, float]) -> Path:
         return export_hf(self.engine, self.tokenizer, out, self.checkpoint_info(metrics), self.rank == 0)
