@@ -6,11 +6,12 @@ and streams vLLM's answer through, adding ``reasoning_content`` beside vLLM's ``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager, suppress
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import anyio
@@ -35,6 +36,30 @@ class ClosingStreamingResponse(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
+T = TypeVar("T")
+CLIENT_CLOSED = 499  # the status recorded for a request whose client went away (nginx's "client closed request")
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None if the client goes away first — then ``work`` is cancelled, which closes the
+    upstream connection and so aborts a non-streamed generation in vLLM, as closing a stream does."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task, watch = asyncio.ensure_future(work), asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task  # the upstream connection is closed when this returns
+    return None if task.cancelled() else task.result()
 
 
 def mirror_reasoning(choices: list[dict[str, Any]], key: str) -> None:
@@ -145,7 +170,10 @@ class Router:
             url = f"{backend.base_url}{path}"
             if parsed.stream:
                 return await self.stream(backend, url, upstream, parsed, model, path, started)
-            response = await self.client.post(url, json=upstream)
+            response = await unless_disconnected(request, self.client.post(url, json=upstream))
+            if response is None:
+                self.metrics.observe(model, path, CLIENT_CLOSED, time.monotonic() - started)
+                return Response(status_code=CLIENT_CLOSED)
         except OpenAIError as exc:
             self.metrics.observe(model, path, exc.status, time.monotonic() - started)
             return exc.response()
@@ -214,6 +242,9 @@ class Router:
             status = 503
             error = {"error": {"message": f"backend failed mid-stream: {type(exc).__name__}", "type": "server_error"}}
             yield f"data: {json.dumps(error)}\n\n"
+        except (GeneratorExit, anyio.get_cancelled_exc_class()):
+            status = CLIENT_CLOSED  # the client went away mid-stream
+            raise
         finally:
             with anyio.CancelScope(shield=True):  # runs even when a client disconnect cancelled the relay
                 await response.aclose()

@@ -222,23 +222,31 @@ def _vllm_metric(stack: ServeProcess, name: str, metric: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(metric))
 
 
-def test_client_disconnect_cancels_generation_upstream(default_stack: ServeProcess) -> None:
-    # 4000 tokens take the default model over a minute here; after a disconnect a few events in, the generation
-    # must stop far short of that (an abort that never happens runs all 4000).
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "non-streamed"])
+def test_client_disconnect_cancels_generation_upstream(default_stack: ServeProcess, stream: bool) -> None:
+    # 4000 tokens take the default model over a minute here; after a disconnect (a few events into a stream, or a
+    # client timeout on a non-streamed request) the generation must stop far short of that (an abort that never
+    # happens runs all 4000), and the router records the request as closed by the client (499).
     stack = default_stack
     before = _vllm_metric(stack, "k15-short", "vllm:generation_tokens_total")
     body = {"model": "k15-short", "messages": [{"role": "user", "content": "x"}], "max_tokens": 4000,
-            "ignore_eos": True, "stream": True}  # fmt: skip
-    with httpx.stream("POST", f"{stack.base_url}/chat/completions", json=body, timeout=60) as r:
-        for i, _ in enumerate(r.iter_lines()):
-            if i == 5:
-                break
+            "ignore_eos": True, "stream": stream}  # fmt: skip
+    if stream:
+        with httpx.stream("POST", f"{stack.base_url}/chat/completions", json=body, timeout=60) as r:
+            for i, _ in enumerate(r.iter_lines()):
+                if i == 5:
+                    break
+    else:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{stack.base_url}/chat/completions", json=body, timeout=httpx.Timeout(3, connect=30))
     deadline = time.monotonic() + 120
     while _vllm_metric(stack, "k15-short", "vllm:num_requests_running") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _vllm_metric(stack, "k15-short", "vllm:num_requests_running") == 0
     generated = _vllm_metric(stack, "k15-short", "vllm:generation_tokens_total") - before
     assert generated < 1000, f"the abandoned generation ran on ({generated:.0f} of 4000 tokens)"
+    text = httpx.get(f"http://127.0.0.1:{stack.port}/metrics").text
+    assert 'endpoint="/v1/chat/completions",model="k15-short",status="499"' in text
 
 
 def test_metrics_count_requests_tokens_and_errors(stack: ServeProcess) -> None:
