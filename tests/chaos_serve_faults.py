@@ -30,8 +30,7 @@ STREAMS_PER_MODEL = 8
 @pytest.fixture(scope="module")
 def stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     long = make_checkpoint(tiny_model, tmp_path_factory.mktemp("faults") / "long", "long-cot")
-    server = ServeProcess(["--long", str(long), "--short", str(tiny_model), *engine_flags(max_model_len=4096),
-                           "--set", "restart_backoff_s=0"])  # fmt: skip
+    server = ServeProcess(["--long", str(long), "--short", str(tiny_model), *engine_flags(max_model_len=4096)])
     yield server
     if server.proc.poll() is None:
         server.stop()
