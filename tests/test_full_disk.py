@@ -23,7 +23,10 @@ def small_disk(tmp_path: Path):
     disk = tmp_path / "disk"
     disk.mkdir()
     # One training state of the tiny model is ~101 MB (weights + Adam moments): room for one, not two.
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(disk)], check=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(disk)], capture_output=True,
+                             text=True)  # fmt: skip
+    if mounted.returncode != 0:  # root without the capability to mount (some containers)
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
         yield disk
     finally:
