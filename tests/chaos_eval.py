@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from tests.chaos_load import router_statuses
 from tests.conftest import SHARED_DATA, ServeProcess, engine_flags, make_checkpoint
 
 EVALSUITE = str(Path(sys.executable).parent / "evalsuite")
@@ -33,10 +32,7 @@ TIMING = ("latency_s",)
 
 def answered(server: ServeProcess) -> int:
     """Chat requests the router answered with 200 so far."""
-    text = httpx.get(server.base_url.removesuffix("/v1") + "/metrics", timeout=10).text
-    return int(sum(float(line.split()[-1]) for line in text.splitlines()
-                   if line.startswith("k15_requests_total{") and 'status="200"' in line
-                   and "chat/completions" in line))  # fmt: skip
+    return router_statuses(server).get("200", 0)
 
 
 def rows(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
