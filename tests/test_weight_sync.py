@@ -20,13 +20,13 @@ LONG_PROMPT = "The quick brown fox jumps over the lazy dog. " * 30
 def test_pushed_weights_drive_the_next_generation(tiny_model: Path, dtype: str, prompt: str) -> None:
     """Both precisions the engine may run in (``auto`` picks one per machine); the checkpoint on disk is bf16."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from vllm import LLM, SamplingParams
+    from vllm import SamplingParams
 
-    from k15.engine import EngineConfig
-    from k15.weight_sync import WORKER_EXTENSION, push_weights
+    from k15.engine import EngineConfig, shutdown
+    from k15.weight_sync import push_weights, start_engine
 
     engine = EngineConfig(dtype=dtype, enforce_eager=True, max_model_len=512, gpu_memory_utilization=0.05)
-    llm = LLM(model=str(tiny_model), worker_extension_cls=WORKER_EXTENSION, **engine.llm_kwargs(tiny_model))
+    llm = start_engine(tiny_model, **engine.llm_kwargs(tiny_model))
     greedy = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
     before = list(llm.generate([prompt], greedy, use_tqdm=False)[0].outputs[0].token_ids)
 
@@ -37,7 +37,7 @@ def test_pushed_weights_drive_the_next_generation(tiny_model: Path, dtype: str, 
             parameter.add_(torch.randn_like(parameter) * 0.5)
     seconds = push_weights(llm, model.state_dict())
     after = list(llm.generate([prompt], greedy, use_tqdm=False)[0].outputs[0].token_ids)
-    llm.llm_engine.engine_core.shutdown()  # stop the engine process now, not at interpreter exit
+    shutdown(llm)  # free the engine's memory now, not at interpreter exit
 
     ids = AutoTokenizer.from_pretrained(tiny_model)(prompt, return_tensors="pt").input_ids
     expected = model.generate(ids, max_new_tokens=12, do_sample=False)[0][ids.shape[1] :].tolist()
