@@ -24,3 +24,24 @@ def test_cpu_kv_cache_is_the_share_capped_by_what_the_model_can_use(tiny_model: 
     assert cfg.llm_kwargs(tiny_model)["kv_cache_memory_bytes"] == cfg.kv_cache_bytes(tiny_model)
     args = cfg.server_args(tiny_model)
     assert args[args.index("--kv-cache-memory-bytes") + 1] == str(cfg.kv_cache_bytes(tiny_model))
+
+
+@pytest.mark.skipif(not on_cpu(), reason="the engine runs in process by default on CPU only")
+def test_cpu_engine_runs_in_process_unless_told_or_one_of_several_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import k15.engine
+
+    cfg = EngineConfig()
+    assert cfg.runs_in_process()
+    assert cfg.llm_kwargs()["distributed_executor_backend"] == "uni"
+    args = cfg.server_args()
+    assert args[args.index("--distributed-executor-backend") + 1] == "uni"
+    assert cfg.server_env() == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+
+    spawned = EngineConfig(in_process=False)
+    assert "distributed_executor_backend" not in spawned.llm_kwargs()
+    assert "--distributed-executor-backend" not in spawned.server_args() and spawned.server_env() == {}
+    assert not EngineConfig(tensor_parallel_size=2).runs_in_process()
+
+    monkeypatch.setattr(k15.engine, "caller_world_size", lambda: 2)  # a rank of a two-rank DeepSpeed trainer
+    assert not EngineConfig().runs_in_process()
+    assert EngineConfig(in_process=True).runs_in_process()

@@ -26,7 +26,11 @@ def test_pushed_weights_drive_the_next_generation(tiny_model: Path, dtype: str, 
     from k15.weight_sync import push_weights, start_engine
 
     engine = EngineConfig(dtype=dtype, enforce_eager=True, max_model_len=512, gpu_memory_utilization=0.05)
+    torch.manual_seed(7)
     llm = start_engine(tiny_model, **engine.llm_kwargs(tiny_model))
+    drawn = torch.rand(4)
+    torch.manual_seed(7)
+    assert torch.equal(drawn, torch.rand(4)), "starting an engine must leave the caller's random state as it was"
     greedy = SamplingParams(temperature=0, max_tokens=12, ignore_eos=True)
     before = list(llm.generate([prompt], greedy, use_tqdm=False)[0].outputs[0].token_ids)
 
