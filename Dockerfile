@@ -14,8 +14,9 @@ COPY evalsuite ./evalsuite
 COPY ui ./ui
 COPY configs ./configs
 
-# Code answers (HumanEval, code RL) run in bubblewrap's sandbox; prlimit (util-linux) sets its limits.
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends bubblewrap util-linux \
+# Code answers (HumanEval, code RL) run in bubblewrap's sandbox; prlimit (util-linux) sets its limits; k15's
+# commands preload tcmalloc (k15/allocator.py).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends bubblewrap util-linux libtcmalloc-minimal4 \
  && rm -rf /var/lib/apt/lists/*
 
 # The lock is resolved on CPU; torch, vLLM and their CUDA companions come from the base image instead.

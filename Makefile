@@ -30,6 +30,9 @@ endif
 	@# Code answers run in bubblewrap's sandbox (HumanEval, code RL): Debian's bubblewrap, as root.
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq bubblewrap >/dev/null; } \
 	  || command -v bwrap >/dev/null || echo "k15: warning: install bubblewrap to grade code (HumanEval, code RL)"
+	@# tcmalloc: k15's commands preload it (k15/allocator.py): glibc's malloc page-faults every large tensor anew.
+	@ldconfig -p | grep -q libtcmalloc_minimal || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4 >/dev/null; } \
+	  || ldconfig -p | grep -q libtcmalloc_minimal || echo "k15: warning: install libtcmalloc-minimal4 for faster training on CPU"
 	@touch $@
 
 # Local copies of AIME / MATH-500 for the demo's evaluations (else K15_DATA_DIR, else the Hugging Face hub).

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from k15.allocator import preload_tcmalloc
 from k15.command import run_handled
 
 
@@ -138,6 +139,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"score": cmd_score, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``evalsuite`` command; ``argv`` None: the process's own arguments (then under tcmalloc, k15.allocator)."""
+    if argv is None:
+        preload_tcmalloc()
     args = build_parser().parse_args(argv)
     return run_handled("evalsuite", lambda: COMMANDS[args.command](args))
 

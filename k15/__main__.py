@@ -4,6 +4,7 @@
 import os
 import sys
 
+from k15.allocator import preload_tcmalloc
 from k15.app.cli import main
 
 
@@ -19,4 +20,5 @@ def _without_local_rank(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":  # vLLM spawns processes that re-import the main module
+    preload_tcmalloc()
     sys.exit(main(_without_local_rank(sys.argv[1:])))

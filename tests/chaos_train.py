@@ -30,6 +30,7 @@ import yaml
 
 from k15.failpoints import ENV as FAILPOINT_ENV
 from k15.train.runtime.metrics_log import read_metrics
+from tests.conftest import wait_session_gone
 
 REPO = Path(__file__).resolve().parent.parent
 K15 = [str(Path(sys.executable).parent / "k15")]
@@ -45,11 +46,6 @@ PLANS = {
 def timing(key: str) -> bool:
     """Metrics that measure time (they differ between any two runs)."""
     return key.endswith("_s") or key.endswith("per_s") or key.startswith("share_")
-
-
-def session_processes(sid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,sid=,stat="], capture_output=True, text=True).stdout
-    return [int(p) for p, s, st in (line.split()[:3] for line in out.splitlines()) if int(s) == sid and "Z" not in st]
 
 
 def run(cmd: list[str], log: Path, failpoint: str | None = None, kill_at: tuple[int, float] | None = None,
@@ -71,10 +67,7 @@ def run(cmd: list[str], log: Path, failpoint: str | None = None, kill_at: tuple[
             os.kill(proc.pid, signal.SIGKILL)
             killed_by_us = True
     rc = proc.wait()
-    deadline, left = time.monotonic() + 10, session_processes(proc.pid)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.5)
-        left = session_processes(proc.pid)
+    left = wait_session_gone(proc.pid)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     return {"rc": rc, "killed": rc == -signal.SIGKILL, "by": failpoint or ("random" if killed_by_us else None),

@@ -24,6 +24,21 @@ def run_k15(*args: str, timeout: float = 120, env: dict[str, str] | None = None)
     )
 
 
+def session_processes(sid: int) -> list[int]:
+    """Pids of the live (not zombie) processes of session ``sid``."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,sid=,stat="], capture_output=True, text=True).stdout
+    return [int(p) for p, s, st in (line.split()[:3] for line in out.splitlines()) if int(s) == sid and "Z" not in st]
+
+
+def wait_session_gone(sid: int, seconds: float = 10) -> list[int]:
+    """Wait up to ``seconds`` for session ``sid`` to have no live process; return the pids still alive."""
+    deadline, left = time.monotonic() + seconds, session_processes(sid)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = session_processes(sid)
+    return left
+
+
 @pytest.fixture(scope="session")
 def default_model() -> Path:
     from k15.models import prepare_default

@@ -10,7 +10,7 @@ import pytest
 
 from k15.app.cli import main as k15_main
 from k15.evalsuite.cli import main as evalsuite_main
-from tests.test_grading import SHARED_DATA
+from tests.conftest import SHARED_DATA
 
 COMMANDS = [["serve"], ["ui"], ["train", "sft"], ["train", "rl"], ["train", "long-cot"],
             ["train", "long2short", "--method", "merge"], ["train", "long2short", "--method", "dpo"],

@@ -1,6 +1,5 @@
 import json
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +14,7 @@ from k15.grading import (
     gsm8k_gold,
     last_boxed,
 )
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.conftest import SHARED_DATA
 
 
 @pytest.mark.parametrize(

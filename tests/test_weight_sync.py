@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.conftest import REPO, session_processes, wait_session_gone
 
 pytestmark = pytest.mark.vllm
 
@@ -48,3 +55,38 @@ def test_pushed_weights_drive_the_next_generation(tiny_model: Path, dtype: str, 
     assert after != before, "the engine still samples from the old weights"
     assert after == expected, "vLLM with the pushed weights must decode exactly as the trainer's model"
     assert seconds < 30
+
+
+OWNER = """
+import sys, time
+from pathlib import Path
+from k15.engine import EngineConfig
+from k15.weight_sync import start_engine
+
+if __name__ == "__main__":
+    model, ready = sys.argv[1], Path(sys.argv[2])
+    engine = EngineConfig(in_process=False, enforce_eager=True, max_model_len=256, gpu_memory_utilization=0.05)
+    llm = start_engine(model, **engine.llm_kwargs(model))
+    ready.write_text("started")
+    time.sleep(600)
+"""
+
+
+def test_a_spawned_engine_dies_with_the_process_that_started_it(tiny_model: Path, tmp_path: Path) -> None:
+    """The spawned engine (on GPU, beside several ranks, or ``in_process: false``): SIGKILL of the process that
+    started it (as the OOM killer sends) takes the engine core and its worker with it."""
+    script, ready = tmp_path / "owner.py", tmp_path / "ready"
+    script.write_text(OWNER)
+    owner = subprocess.Popen([sys.executable, str(script), str(tiny_model), str(ready)], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not ready.exists() and owner.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert ready.exists(), f"the engine did not start (exit code {owner.poll()})"
+        assert len(session_processes(owner.pid)) >= 3, "expected the owner, an engine core and a worker"
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+        assert not wait_session_gone(owner.pid), "engine processes outlived the process that started them"
+    finally:
+        subprocess.run(["pkill", "-9", "-s", str(owner.pid)], check=False)

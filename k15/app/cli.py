@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from k15.allocator import preload_tcmalloc
 from k15.command import config_args, run_handled
 
 
@@ -153,9 +154,12 @@ COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``k15`` command; ``argv`` None: the process's own arguments (then under tcmalloc, k15.allocator)."""
     from k15.app.data_cli import DATA_COMMANDS
     from k15.app.train_cli import TRAIN_COMMANDS
 
+    if argv is None:
+        preload_tcmalloc()
     args = build_parser().parse_args(argv)
     second = {"models": "models_command", "train": "train_command", "data": "data_command",
               "report": "report_command"}.get(args.command)  # fmt: skip

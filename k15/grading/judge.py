@@ -55,6 +55,7 @@ class JudgeConfig(Config):
     max_tokens: int = Field(1024, ge=16, description="tokens for the judge's reasoning and verdict")
     temperature: float = Field(0.0, ge=0)
     timeout_s: float = Field(300.0, gt=0)
+    concurrency: int = Field(16, ge=1, description="judge requests in flight at once (RL rewards)")
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ class Verifier:
         blocking = [i for i, (p, _, _) in enumerate(jobs) if p.grader in CODE_GRADERS or self.judge is not None]
         grades: list[Grade | None] = [None] * len(jobs)
         if blocking:
-            workers = self.sandbox().workers if self.judge is None else 16
+            workers = self.sandbox().workers if self.judge is None else self.judge.cfg.concurrency
             with ThreadPoolExecutor(workers) as pool:
                 for i, verdict in zip(blocking, pool.map(lambda i: self(*jobs[i]), blocking), strict=True):
                     grades[i] = verdict
