@@ -210,6 +210,18 @@ def test_demo_command_writes_the_splits(tmp_path: Path, capsys) -> None:
     assert "sft" in capsys.readouterr().out
 
 
+def test_demo_command_draws_the_levels_asked_for(tmp_path: Path) -> None:
+    out = tmp_path / "countdown"
+    assert k15_data("demo", str(out), "--task", "countdown", "--levels", "1,2", "--train", "30", "--heldout", "6",
+                    "--sft", "6") == 0  # fmt: skip
+    levels = {
+        json.loads(line)["difficulty"] for name in ("train", "heldout") for line in (out / f"{name}.jsonl").open()
+    }
+    assert levels == {1, 2}
+    with pytest.raises(ValueError, match=r"levels must be a non-empty selection of \(1, 2, 3, 4\), got \(1, 7\)"):
+        k15_data("demo", str(out), "--task", "countdown", "--levels", "1,7")
+
+
 def test_warmup_and_curate_read_the_typed_config(tmp_path: Path) -> None:
     """``--config`` / ``--set`` like every command; flags win over the file; a wrong key is named."""
     from k15.app.data_cli import CurateConfig, WarmupConfig, _load

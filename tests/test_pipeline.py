@@ -1,10 +1,11 @@
-"""The long-CoT pipeline's held-out comparison: the gain and its standard error, paired by problem."""
+"""The long-CoT pipeline: the held-out gain and its standard error paired by problem; the demo data config."""
 
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from k15.app.pipeline import paired_difference
+from k15.app.pipeline import DemoDataConfig, paired_difference
 
 
 def test_paired_difference_against_hand_values() -> None:
@@ -16,3 +17,12 @@ def test_paired_difference_against_hand_values() -> None:
     assert result["paired_se"] == pytest.approx((1.25 / 3) ** 0.5 / 2)
     assert (result["problems"], result["better"], result["worse"]) == (4, 2, 1)
     assert paired_difference({"a": 0.5}, {"a": 1.0})["paired_se"] == 0.0
+
+
+def test_demo_data_levels_are_checked_against_the_task() -> None:
+    assert DemoDataConfig(task="countdown", levels=[1, 2]).levels == [1, 2]
+    assert DemoDataConfig(task="arith").levels is None  # all of the task's levels
+    with pytest.raises(ValidationError, match=r"levels of countdown are 1, 2, 3, 4; got \[5\]"):
+        DemoDataConfig(task="countdown", levels=[5])
+    with pytest.raises(ValidationError, match="levels of arith"):
+        DemoDataConfig(task="arith", levels=[])

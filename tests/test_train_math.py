@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -139,3 +142,39 @@ def test_sampler_state_round_trip_reproduces_draws() -> None:
     assert [b.sample(5, 0.6) for _ in range(3)] == expected
     with pytest.raises(ValueError, match="covers 20 problems, the data has 3"):
         ProblemSampler([1, 2, 3]).load_state_dict(state)
+
+
+def test_sequence_logprobs_score_only_the_trained_positions_and_match_the_full_computation() -> None:
+    """The output layer runs from the first trained position on (``logits_to_keep``); the sums, the entropy and
+    the token count equal those of the logits of every position."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from k15.train.runtime.logprobs import sequence_logprobs
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)  # fmt: skip
+    model = LlamaForCausalLM(config).double().eval()
+    sequences = [[1, 5, 7, 9, 11, 13, 2], [1, 4, 6, 8, 10], [1, 3, 3, 3, 3, 3, 3, 3, 2]]
+    masks = [[0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 1, 1, 1, 1]]  # prompts of 3, 4 and 5 tokens
+    kept, forward = [], model.forward
+
+    @functools.wraps(forward)  # keeps the signature, which says the model takes logits_to_keep
+    def spy(**kwargs: Any) -> Any:
+        kept.append(kwargs.get("logits_to_keep"))
+        return forward(**kwargs)
+
+    model.forward = spy  # type: ignore[method-assign]
+    logp, entropy, count = sequence_logprobs(model, sequences, masks, pad_id=0, with_entropy=True)
+    assert kept == [9 - 2]  # the 9-wide batch's first trained prediction is at position 2 (it scores token 3)
+
+    expect_logp, expect_entropy = [], []
+    for seq, mask in zip(sequences, masks, strict=True):
+        with torch.no_grad():
+            all_logp = torch.log_softmax(forward(input_ids=torch.tensor([seq])).logits[0, :-1], -1)
+        picked = [t for t in range(len(seq) - 1) if mask[t + 1]]
+        expect_logp.append(sum(all_logp[t, seq[t + 1]] for t in picked))
+        expect_entropy += [-(all_logp[t].exp() * all_logp[t]).sum() for t in picked]
+    torch.testing.assert_close(logp.detach(), torch.stack(expect_logp).float())  # log-probs are taken in fp32
+    torch.testing.assert_close(entropy, torch.stack(expect_entropy).mean().float())
+    assert count.item() == sum(sum(m[1:]) for m in masks)

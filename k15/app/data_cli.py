@@ -99,6 +99,13 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _levels(text: str) -> list[int]:
+    try:
+        return [int(level) for level in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated level numbers such as 1,2, got {text!r}") from None
+
+
 def _config_flags(parser: argparse.ArgumentParser, cls: type[TeacherDataConfig]) -> None:
     """``--config`` / ``--set`` and one flag per config key (``--max-tokens`` sets ``max_tokens``); a flag given
     wins over the file."""
@@ -128,6 +135,8 @@ def add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     demo.add_argument("--task", choices=DEMO_TASKS, default="arith",
                       help="arith: arithmetic word problems; countdown: search traces (default arith)")  # fmt: skip
+    demo.add_argument("--levels", type=_levels, default=None,
+                      help="difficulty levels to draw, e.g. 1,2 (default: all of the task's levels)")  # fmt: skip
 
     warmup = commands.add_parser("warmup", help="long-CoT SFT data by rejection sampling from a teacher endpoint")
     _config_flags(warmup, WarmupConfig)
@@ -139,7 +148,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from k15.jsonl import read_rows
     from k15.train.data import demo_splits
 
-    for name, path in demo_splits(args.task)(args.out_dir, args.train, args.heldout, args.sft, args.seed).items():
+    levels = {"levels": args.levels} if args.levels else {}
+    splits = demo_splits(args.task)(args.out_dir, args.train, args.heldout, args.sft, args.seed, **levels)
+    for name, path in splits.items():
         print(f"{name:<8} {len(read_rows(path)[0]):>6} rows  {path}")
     return 0
 

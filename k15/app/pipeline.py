@@ -26,7 +26,7 @@ from k15.engine import EngineConfig
 from k15.evalsuite.report import summarized_models
 from k15.evalsuite.runner import EvalConfig, run_in_subprocess, sample_file
 from k15.jsonl import read_rows
-from k15.train.data import DEMO_TASKS
+from k15.train.data import DEMO_TASKS, demo_levels
 from k15.train.long2short import METHODS as LONG2SHORT_METHODS
 from k15.train.long2short import config_class
 from k15.train.long2short.dpo import Long2ShortDPOConfig
@@ -58,6 +58,7 @@ class DemoDataConfig(Config):
     heldout: int = Field(200, ge=1)
     sft: int = Field(400, ge=1)
     seed: int = 0
+    levels: list[int] | None = Field(None, description="difficulty levels to draw (default: all of the task's)")
 
     @field_validator("task")
     @classmethod
@@ -65,6 +66,13 @@ class DemoDataConfig(Config):
         if task not in DEMO_TASKS:
             raise ValueError(f"unknown demo task {task!r}; known: {', '.join(DEMO_TASKS)}")
         return task
+
+    @model_validator(mode="after")
+    def _levels_known(self) -> DemoDataConfig:
+        known = demo_levels(self.task)
+        if self.levels is not None and (not self.levels or any(level not in known for level in self.levels)):
+            raise ValueError(f"levels of {self.task} are {', '.join(map(str, known))}; got {self.levels}")
+        return self
 
 
 class HeldoutEvalConfig(Config):
@@ -233,7 +241,8 @@ def run(cfg: LongCoTPipelineConfig) -> dict[str, Any]:
     data = cfg.task_dir()
     if not (data / "sft.jsonl").is_file():
         d = cfg.demo_data
-        demo_splits(d.task)(data, train=d.train, heldout=d.heldout, sft=d.sft, seed=d.seed)
+        levels = {"levels": d.levels} if d.levels else {}
+        demo_splits(d.task)(data, train=d.train, heldout=d.heldout, sft=d.sft, seed=d.seed, **levels)
     seconds, start = {}, time.monotonic()
     sft_final = _run_stage("sft", cfg.sft_config(), run_dir)
     seconds["warm-up SFT"], start = time.monotonic() - start, time.monotonic()

@@ -118,13 +118,13 @@ def trace(row: dict[str, Any]) -> str:
     return sft_response("\n".join(lines), f"The answer is $\\boxed{{{row['answer']}}}$.")
 
 
-def make_splits(out_dir: str | Path, train: int = 2000, heldout: int = 200, sft: int = 500,
-                seed: int = 0) -> dict[str, Path]:  # fmt: skip
+def make_splits(out_dir: str | Path, train: int = 2000, heldout: int = 200, sft: int = 500, seed: int = 0,
+                levels: Sequence[int] = LEVELS) -> dict[str, Path]:  # fmt: skip
     """Write ``train.jsonl`` and ``heldout.jsonl`` (RL prompts) and ``sft.jsonl`` (prompt/response traces) to
-    ``out_dir``, from disjoint slices of one set of distinct problems; returns the paths by split name."""
+    ``out_dir``, from disjoint slices of one set of distinct problems of ``levels``; returns the paths by split."""
     from k15.prompts import MATH_PROMPT
 
-    rows = generate(heldout + train + sft, seed)
+    rows = generate(heldout + train + sft, seed, levels)
     out, paths = Path(out_dir), {}
     splits = {"heldout": rows[:heldout], "train": rows[heldout : heldout + train]}
     sft_rows = [{"id": r["id"], "prompt": MATH_PROMPT.format(problem=r["problem"]), "response": trace(r)}

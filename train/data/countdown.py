@@ -208,13 +208,13 @@ def solve(numbers: Sequence[int], target: int) -> str:
     return found
 
 
-def make_splits(out_dir: str | Path, train: int = 2000, heldout: int = 200, sft: int = 500,
-                seed: int = 0) -> dict[str, Path]:  # fmt: skip
+def make_splits(out_dir: str | Path, train: int = 2000, heldout: int = 200, sft: int = 500, seed: int = 0,
+                levels: Sequence[int] = tuple(LEVELS)) -> dict[str, Path]:  # fmt: skip
     """Write ``train.jsonl`` and ``heldout.jsonl`` (RL prompts) and ``sft.jsonl`` (prompt/response search traces
-    that found the target) to ``out_dir``, from disjoint slices of one set of distinct problems."""
+    that found the target) to ``out_dir``, from disjoint slices of one set of distinct problems of ``levels``."""
     from k15.prompts import MATH_PROMPT
 
-    rows = generate(heldout + train + sft, seed)
+    rows = generate(heldout + train + sft, seed, levels)
     out, paths = Path(out_dir), {}
     splits = {"heldout": rows[:heldout], "train": rows[heldout : heldout + train]}
     sft_rows = []
