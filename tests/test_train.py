@@ -170,6 +170,8 @@ def test_shipped_configs_are_valid() -> None:
 
     demo = load_config(LongCoTPipelineConfig, REPO / "configs" / "demo-long-cot.yaml", [])
     assert demo.rl_config().model.endswith("sft/final")
+    countdown = load_config(LongCoTPipelineConfig, REPO / "configs" / "demo-countdown.yaml", [])
+    assert (countdown.demo_data.task, countdown.demo_data.levels) == ("countdown", [1, 2])
     for gpu in sorted((REPO / "configs").glob("gpu-*rl*.yaml")):
         load_config(RLConfig, gpu, [])
 
