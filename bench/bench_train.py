@@ -8,7 +8,11 @@ in the same process.
    loop (no DeepSpeed) on the same model, sequences, micro-batches and precision.
 3. Iteration: the share of each RL iteration spent in rollout, log-probs, training and weight sync; target sync ≤ 5%.
 
-    python bench/bench_train.py [--model PATH] [--prompts 32] [--max-tokens 128] [--iterations 3]
+    python bench/bench_train.py [--model PATH] [--task arith|countdown] [--levels 1,2] [--prompts 32]
+                                [--max-tokens 128] [--iterations 3]
+
+The untrained default answers the arithmetic prompts in a few tokens; a warm-up checkpoint that thinks
+(``--model RUN/sft/final --task countdown --levels 1,2 --max-tokens 256``) trains on sequences of realistic length.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from bench_precision import matmul_flops
 
 from k15.config import load_config
 from k15.precision import describe, torch_dtype
-from k15.train.data.arith import make_splits
 from k15.train.rl.trainer import RLConfig, RLTrainer
 from k15.train.runtime.logprobs import sequence_logprobs
 
@@ -77,15 +80,16 @@ def vllm_tokens_per_s(trainer: RLTrainer, prompts: list[list[int]], max_tokens: 
 
 def main() -> None:
     parser = common.parser(__doc__, "docs/bench-train.json")
+    common.add_prompt_flags(parser)
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--iterations", type=int, default=3)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="k15-bench-train-"))
-    data = make_splits(work / "arith", train=200, heldout=10, sft=10)
+    data = common.demo_prompts(args, work)
     config = {
-        "model": args.model, "data": {"path": str(data["train"])}, "output_dir": str(work / "run"),
+        "model": args.model, "data": {"path": str(data)}, "output_dir": str(work / "run"),
         "iterations": args.iterations, "prompts_per_iteration": 8, "tensorboard": False, "save_every": 1000,
         "state_every": 1000,
         "rollout": {"k": 4, "max_tokens": args.max_tokens, "engine": {"enforce_eager": True, "max_model_len": 1024}},

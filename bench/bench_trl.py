@@ -1,8 +1,12 @@
 """k15 RL against TRL's ``GRPOTrainer`` (issue: fast on every CPU): samples per second of whole RL iterations
 (rollout + reward + update) on one configuration, both in this process, TRL first.
 
-Same model, prompt set (the arithmetic demo task), prompts per iteration, k samples per prompt, token budget,
-temperature, micro-batch, learning rate and precision (``dtype: auto``), and the same reward (k15's verifier).
+Same model (saved once with the k15 chat template and think tokens, so both sample from the same prompt tokens),
+prompt set (a generated demo task), prompts per iteration, k samples per prompt, token budget, temperature,
+micro-batch, learning rate and precision (``dtype: auto``), and the same reward (k15's verifier). Samples per
+second depend on how long the samples are: the report gives each side's mean completion length. A model that
+thinks (a warm-up checkpoint: ``--model RUN/sft/final --task countdown``) makes both write long responses; the
+untrained default mostly stops early.
 TRL runs in its Hugging Face ``generate`` mode (its vLLM modes need CUDA), at its best for this machine:
 gradient checkpointing off (TRL's default is on), the model loaded in the training precision, no reference model
 (``beta: 0``, TRL's default); one optimizer step per generation of ``prompts × k`` completions, as k15's iteration.
@@ -10,7 +14,8 @@ k15 runs its default CPU set-up: the vLLM engine in process, DeepSpeed ZeRO-2, t
 sync. The first iteration of each warms up and is not counted. Needs the ``bench`` extra (``pip install -e
 ".[bench]"``).
 
-    python bench/bench_trl.py [--model PATH] [--iterations 4] [--prompts 8] [--k 4] [--max-tokens 128]
+    python bench/bench_trl.py [--model PATH] [--task arith|countdown] [--levels 1,2] [--iterations 4] [--prompts 8]
+                              [--k 4] [--max-tokens 128]
 """
 
 from __future__ import annotations
@@ -29,11 +34,19 @@ import yaml
 from k15.config import load_config
 from k15.models import resolve_model
 from k15.precision import describe, resolve, torch_dtype
-from k15.train.data.arith import make_splits
 from k15.train.data.formats import load_problems
 from k15.train.rl.rewards import RewardConfig, Verifier
 from k15.train.rl.rollout import prompt_ids
 from k15.train.rl.trainer import RLConfig, RLTrainer
+from k15.train.runtime.deepspeed_setup import load_policy
+
+
+def shared_policy(model: str | Path, out: Path) -> Path:
+    """``model`` with the k15 chat template and think tokens, saved once: the checkpoint both trainers load."""
+    policy, tokenizer = load_policy(model, "float32")
+    policy.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def trl_steps(model: Path, data: Path, args: Any, work: Path) -> tuple[list[float], list[dict[str, float]]]:
@@ -44,7 +57,7 @@ def trl_steps(model: Path, data: Path, args: Any, work: Path) -> tuple[list[floa
     from trl import GRPOConfig, GRPOTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model)
-    problems = load_problems(data, "math", None, "problem", "answer")
+    problems = load_problems(data, "math", None, "problem", "answer")  # rows name their own grader
     verifier = Verifier(RewardConfig())
     # The exact prompt k15 rolls out from (its chat template opens the thinking), as text TRL tokenizes again.
     texts = [tokenizer.decode(prompt_ids(tokenizer, p.text)) for p in problems]
@@ -101,6 +114,7 @@ def k15_iterations(model: Path, data: Path, args: Any, work: Path) -> list[dict[
 
 def main() -> None:
     parser = common.parser(__doc__, "docs/bench-trl.json")
+    common.add_prompt_flags(parser)
     parser.add_argument("--iterations", type=int, default=4)
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--k", type=int, default=4)
@@ -116,8 +130,8 @@ def main() -> None:
         parser.error("TRL is not installed: pip install -e '.[bench]'")
 
     work = Path(tempfile.mkdtemp(prefix="k15-bench-trl-"))
-    data = make_splits(work / "arith", train=200, heldout=10, sft=10)["train"]
-    model = resolve_model(args.model)
+    data = common.demo_prompts(args, work)
+    model = shared_policy(resolve_model(args.model), work / "policy")
     precision = describe("auto")
     print(f"bench-trl: precision {precision}; TRL {trl.__version__}", flush=True)
 
@@ -131,6 +145,8 @@ def main() -> None:
         "precision": precision,
         "trl_version": trl.__version__,
         "trl_mode": "HF generate (use_vllm=False), gradient checkpointing off, beta 0",
+        "model": str(args.model or "the embedded default"),
+        "task": args.task,
         "samples_per_iteration": samples,
         "max_tokens": args.max_tokens,
         "iterations_timed": args.iterations - 1,
@@ -139,11 +155,13 @@ def main() -> None:
         "trl_samples_per_s": samples / trl_s,
         "k15_samples_per_s": samples / k15_s,
         "k15_over_trl": trl_s / k15_s,
+        "trl_completion_len": statistics.mean(r["completions/mean_length"] for r in trl_logged[1:] or trl_logged),
+        "k15_response_len": statistics.mean(r["response_len_mean"] for r in rows[1:] or rows),
         "trl_step_s": trl_seconds,
         "k15_iteration_s_each": [r["iteration_s"] for r in rows],
         "trl_reward_each": [r["reward"] for r in trl_logged],
         "k15_accuracy_each": [r["accuracy"] for r in rows],
-        "trl_completion_len_each": [r.get("completions/mean_length") for r in trl_logged],
+        "trl_completion_len_each": [r["completions/mean_length"] for r in trl_logged],
         "k15_response_len_each": [r["response_len_mean"] for r in rows],
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -1,4 +1,5 @@
-"""What the benchmarks share: the command line every one of them starts from, and printing a report."""
+"""What the benchmarks share: the command line every one of them starts from, the prompts of the RL benchmarks,
+and printing a report."""
 
 from __future__ import annotations
 
@@ -12,6 +13,20 @@ def parser(doc: str, out: str | None, model_default: str | None = None) -> argpa
     made.add_argument("--model", default=model_default, help="checkpoint (default: the embedded default)")
     made.add_argument("--out", type=Path, default=Path(out) if out else None, help="also write the report here")
     return made
+
+
+def add_prompt_flags(made: argparse.ArgumentParser) -> None:
+    """``--task`` / ``--levels``: the generated demo task whose training prompts an RL benchmark rolls out."""
+    made.add_argument("--task", default="arith", help="the generated demo task of the prompts (arith, countdown)")
+    made.add_argument("--levels", default=None, help="its difficulty levels, e.g. 1,2 (default: all)")
+
+
+def demo_prompts(args: argparse.Namespace, work: Path, count: int = 200) -> Path:
+    """``count`` training prompts of ``--task`` / ``--levels``, written under ``work``."""
+    from k15.train.data import demo_splits
+
+    levels = {"levels": [int(x) for x in args.levels.split(",")]} if args.levels else {}
+    return demo_splits(args.task)(work / args.task, train=count, heldout=10, sft=10, **levels)["train"]
 
 
 def emit(report: str, out: Path | None) -> None:

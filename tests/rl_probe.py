@@ -30,7 +30,7 @@ def trainer_logprobs(trainer: RLTrainer, ids: list[int]) -> list[float]:
     from k15.train.runtime.logprobs import token_logprobs
 
     with torch.no_grad():
-        logp, _ = token_logprobs(trainer.engine.module, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))
+        logp = token_logprobs(trainer.engine.module, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))
     return logp[0].tolist()
 
 

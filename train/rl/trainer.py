@@ -207,27 +207,31 @@ class RLTrainer(Trainer):
     def update(self, samples: list[dict[str, Any]]) -> dict[str, float]:
         """Paper Eq. 3 steps on this iteration's samples; returns summed statistics for logging."""
         cfg = self.cfg
+        sums = {"sq_log_ratio": 0.0, "entropy_x_tokens": 0.0, "tokens": 0.0, "policy_term": 0.0, "grad_norm": 0.0,
+                "steps": 0.0}  # fmt: skip
         started = time.perf_counter()
         self.engine.module.eval()
         with torch.no_grad():
             for batch in self.micro_batches(samples):
-                old, _, _ = self._forward(self.engine.module, batch)  # log π_θi(y|x), fixed for the iteration
+                # log π_θi(y|x), fixed for the iteration, and the entropy of π_θi over the response tokens
+                old, entropy, tokens = self._forward(self.engine.module, batch, with_entropy=True)
                 for s, value in zip(batch, old.tolist(), strict=False):
                     s["old_logp"] = value
+                if entropy is not None and batch:
+                    sums["entropy_x_tokens"] += float(entropy) * float(tokens)
+                    sums["tokens"] += float(tokens)
         logprob_s = time.perf_counter() - started
         started = time.perf_counter()
         self.engine.module.train()
         total = max(1, sum(all_gather_objects(len(samples))))
-        sums = {"sq_log_ratio": 0.0, "entropy_x_tokens": 0.0, "tokens": 0.0, "policy_term": 0.0, "grad_norm": 0.0,
-                "steps": 0.0}  # fmt: skip
         rng = np.random.default_rng(cfg.seed + self.step)
-        for epoch in range(cfg.epochs):
+        for _ in range(cfg.epochs):
             order = [samples[j] for j in rng.permutation(len(samples))]
             for mini in self.mini_batches(order, cfg.mini_batches):
                 size = max(1, sum(all_gather_objects(sum(len(b) for b in mini)))) if cfg.mini_batches > 1 else total
                 for m, batch in enumerate(mini):
                     self.engine.set_gradient_accumulation_boundary(m == len(mini) - 1)
-                    logp, entropy, tokens = self._forward(self.engine, batch, with_entropy=epoch == 0)
+                    logp, _, _ = self._forward(self.engine, batch)
                     old = torch.tensor([s["old_logp"] for s in batch], dtype=logp.dtype)
                     adv = torch.tensor([s["advantage"] for s in batch], dtype=logp.dtype)
                     terms = mirror_descent_terms(logp, old, adv, cfg.tau) if batch else logp * 0.0
@@ -235,9 +239,6 @@ class RLTrainer(Trainer):
                     if batch:
                         sums["sq_log_ratio"] += float(((logp.detach() - old) ** 2).sum()) / cfg.epochs
                         sums["policy_term"] += float(-(adv * logp.detach()).sum()) / cfg.epochs
-                    if entropy is not None and batch:
-                        sums["entropy_x_tokens"] += float(entropy) * float(tokens)
-                        sums["tokens"] += float(tokens)
                     self.engine.step()  # the optimizer steps only at the boundary set above
                 sums["grad_norm"] += float(self.engine.get_global_grad_norm() or 0.0)
                 sums["steps"] += 1

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -35,34 +36,39 @@ def _keeps_logits(model: Any) -> bool:
     return "logits_to_keep" in inspect.signature(forward).parameters
 
 
-def token_logprobs(
-    model: Any, ids: Tensor, attention: Tensor, with_entropy: bool = False, start: int = 0
-) -> tuple[Tensor, Tensor | None]:
-    """log π(token_{t+1} | tokens_≤t) for the positions t ≥ ``start``, and the policy's entropy there when asked.
-
-    The output layer and the softmax over the vocabulary run on those positions only (a model that takes
-    ``logits_to_keep``): the prompt shared by a micro-batch costs no logits."""
-    keep = ids.shape[1] - start
+def next_token_logits(model: Any, ids: Tensor, attention: Tensor, start: int = 0) -> Tensor:
+    """The logits that predict tokens ``start + 1 …`` (positions ``start …`` but the last). The output layer runs
+    on those positions only when the model takes ``logits_to_keep``: a prompt shared by the batch costs no logits."""
     if start > 0 and _keeps_logits(model):
-        logits = model(input_ids=ids, attention_mask=attention, logits_to_keep=keep).logits[:, :-1]
-    else:
-        logits = model(input_ids=ids, attention_mask=attention).logits[:, start:-1]
-    logp_all = torch.log_softmax(logits.float(), dim=-1)
-    logp = logp_all.gather(-1, ids[:, start + 1 :].unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1).detach() if with_entropy else None
-    return logp, entropy
+        return model(input_ids=ids, attention_mask=attention, logits_to_keep=ids.shape[1] - start).logits[:, :-1]
+    return model(input_ids=ids, attention_mask=attention).logits[:, start:-1]
+
+
+def token_logprobs(model: Any, ids: Tensor, attention: Tensor) -> Tensor:
+    """log π(token_{t+1} | tokens_≤t) for every position t."""
+    logp_all = torch.log_softmax(next_token_logits(model, ids, attention).float(), dim=-1)
+    return logp_all.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
 
 
 def sequence_logprobs(model: Any, sequences: Sequence[list[int]], masks: Sequence[list[int]], pad_id: int,
                       with_entropy: bool = False) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
-    """Σ_t log π(y_t | x, y_<t) over the masked tokens of each sequence; the mean entropy over those tokens
-    (when asked) and the count of masked tokens. Logits are computed from the first position any sequence of
-    the batch trains on."""
+    """Σ_t log π(y_t | x, y_<t) over the masked tokens of each sequence; the mean entropy of π over those tokens
+    (when asked; never differentiated) and the count of masked tokens.
+
+    Only the masked positions go through the softmax over the vocabulary (a fused cross-entropy), so padding and
+    prompts cost no vocabulary-wide work; logits start at the first position any sequence trains on."""
     device = next(model.parameters()).device
     ids, attention, mask = (t.to(device) for t in pad_batch(sequences, masks, pad_id))
-    trained = mask.any(0).nonzero()
-    start = int(trained[0]) if len(trained) else mask.shape[1] - 1
-    mask = mask[:, start:]
-    logp, entropy = token_logprobs(model, ids, attention, with_entropy, start)
-    mean_entropy = (entropy * mask).sum() / mask.sum().clamp(min=1) if entropy is not None else None
-    return (logp * mask).sum(-1), mean_entropy, mask.sum()
+    columns = mask.any(0).nonzero()
+    start = int(columns[0]) if len(columns) else mask.shape[1] - 1
+    trained = mask[:, start:].bool()
+    logits = next_token_logits(model, ids, attention, start)[trained].float()  # (masked tokens, vocabulary)
+    token_logp = -F.cross_entropy(logits, ids[:, start + 1 :][trained], reduction="none")
+    logp = torch.zeros(len(sequences), dtype=token_logp.dtype, device=device)
+    logp = logp.index_add(0, trained.nonzero()[:, 0], token_logp)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            logp_all = torch.log_softmax(logits, dim=-1)
+            entropy = -(logp_all.exp() * logp_all).sum(-1).mean() if len(logits) else logits.new_zeros(())
+    return logp, entropy, mask.sum()
