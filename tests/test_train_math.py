@@ -178,3 +178,18 @@ def test_sequence_logprobs_score_only_the_trained_positions_and_match_the_full_c
     torch.testing.assert_close(logp.detach(), torch.stack(expect_logp).float())  # log-probs are taken in fp32
     torch.testing.assert_close(entropy, torch.stack(expect_entropy).mean().float())
     assert count.item() == sum(sum(m[1:]) for m in masks)
+
+
+def test_micro_batches_group_items_of_similar_length_within_each_mini_batch() -> None:
+    """Mini-batches keep their items (their gradients add up either way); inside one, the micro-batches are cut
+    from the items ordered by length, so a short sequence does not pad to a long one."""
+    from types import SimpleNamespace
+
+    from k15.train.runtime.trainer import Trainer
+
+    trainer = SimpleNamespace(cfg=SimpleNamespace(deepspeed=SimpleNamespace(micro_batch_size=2)))
+    lengths = [50, 60, 400, 380, 55, 70, 390, 410]
+    minis = Trainer.mini_batches(trainer, list(range(8)), 2, lambda i: lengths[i])  # type: ignore[arg-type]
+    assert minis == [[[0, 4], [6, 2]], [[1, 5], [3, 7]]]  # mini-batches items[0::2] and items[1::2], as before
+    padded = sum(len(micro) * max(lengths[i] for i in micro) for mini in minis for micro in mini)
+    assert padded == 2 * (55 + 400 + 70 + 410)  # in the given order: 2 * (400 + 390 + 380 + 410)

@@ -56,7 +56,7 @@ class SFTTrainer(OfflineTrainer):
     def train_step(self, step: int) -> dict[str, float]:
         started = time.perf_counter()
         mine = self.batch_indices(step)[self.rank :: self.world]
-        batches = self.micro_batches(mine)
+        batches = self.micro_batches(mine, lambda i: len(self.encoded[i][0]))
         tokens = sum(sum(self.encoded[i][1][1:]) for i in mine)
         total_tokens = max(1, sum(all_gather_objects(tokens)))
         loss_sum = 0.0

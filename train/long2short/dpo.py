@@ -84,6 +84,10 @@ class DPOTrainer(OfflineTrainer):
     def shared_state(self) -> dict[str, Any]:
         return {"reference": self.reference}
 
+    def pair_tokens(self, pair: int) -> int:
+        """The tokens of a pair's longer sequence (what its micro-batch pads to)."""
+        return max(len(self.encoded[pair][0][0]), len(self.encoded[pair][1][0]))
+
     def pair_logprobs(self, model: Any, batch: list[int]) -> tuple[Tensor, Tensor]:
         """Sequence log-probs of the chosen and of the rejected responses of ``batch``, in one forward pass (an
         empty batch runs one pad sequence, so that every rank makes the same passes)."""
@@ -96,7 +100,7 @@ class DPOTrainer(OfflineTrainer):
         self.engine.module.eval()
         mine: dict[int, list[float]] = {}
         with torch.no_grad():
-            for batch in self.micro_batches(list(range(self.rank, self.size, self.world))):
+            for batch in self.micro_batches(list(range(self.rank, self.size, self.world)), self.pair_tokens):
                 chosen, rejected = self.pair_logprobs(self.engine.module, batch)
                 mine.update({i: [c, r] for i, c, r in zip(batch, chosen.tolist(), rejected.tolist(), strict=True)})
         self.engine.module.train()
@@ -107,7 +111,7 @@ class DPOTrainer(OfflineTrainer):
         started = time.perf_counter()
         mine = self.batch_indices(step)[self.rank :: self.world]
         total = max(1, sum(all_gather_objects(len(mine))))
-        batches = self.micro_batches(mine)
+        batches = self.micro_batches(mine, self.pair_tokens)
         sums = {"loss": 0.0, "margin": 0.0, "right": 0.0}
         for m, batch in enumerate(batches):
             self.engine.set_gradient_accumulation_boundary(m == len(batches) - 1)

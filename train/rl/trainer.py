@@ -212,7 +212,7 @@ class RLTrainer(Trainer):
         started = time.perf_counter()
         self.engine.module.eval()
         with torch.no_grad():
-            for batch in self.micro_batches(samples):
+            for batch in self.micro_batches(samples, _tokens):
                 # log π_θi(y|x), fixed for the iteration, and the entropy of π_θi over the response tokens
                 old, entropy, tokens = self._forward(self.engine.module, batch, with_entropy=True)
                 for s, value in zip(batch, old.tolist(), strict=False):
@@ -227,7 +227,7 @@ class RLTrainer(Trainer):
         rng = np.random.default_rng(cfg.seed + self.step)
         for _ in range(cfg.epochs):
             order = [samples[j] for j in rng.permutation(len(samples))]
-            for mini in self.mini_batches(order, cfg.mini_batches):
+            for mini in self.mini_batches(order, cfg.mini_batches, _tokens):
                 size = max(1, sum(all_gather_objects(sum(len(b) for b in mini)))) if cfg.mini_batches > 1 else total
                 for m, batch in enumerate(mini):
                     self.engine.set_gradient_accumulation_boundary(m == len(mini) - 1)
@@ -314,6 +314,10 @@ class RLTrainer(Trainer):
             "sync_s": slowest["sync_s"],
             "iteration_s": iteration_s,
         }
+
+
+def _tokens(sample: dict[str, Any]) -> int:
+    return len(sample["ids"])
 
 
 def _vocab_size(path: Path) -> int:

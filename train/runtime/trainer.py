@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,18 +118,19 @@ class Trainer(ABC):
 
     # -- what every step needs across ranks ----------------------------------------------------------------------
 
-    def mini_batches(self, items: list[Any], steps: int) -> list[list[list[Any]]]:
+    def mini_batches(self, items: list[Any], steps: int, length: Callable[[Any], int]) -> list[list[list[Any]]]:
         """``items`` (this rank's) in ``steps`` mini-batches of micro-batches, with the same micro-batch count on
         every rank: ZeRO reduces gradients collectively, so every rank must run as many backward passes (a rank
-        short of items runs empty micro-batches, see :meth:`logprobs`)."""
+        short of items runs empty micro-batches, see :meth:`logprobs`). Within a mini-batch, whose gradients add
+        up, items are ordered by ``length`` (tokens), so each micro-batch pads to a length near its own."""
         size = self.cfg.deepspeed.micro_batch_size
-        chunks = [items[j::steps] for j in range(steps)]
+        chunks = [sorted(items[j::steps], key=length) for j in range(steps)]
         local = [math.ceil(len(c) / size) for c in chunks]
         counts = [max(1, *col) for col in zip(*all_gather_objects(local), strict=True)]
         return [[c[m * size : (m + 1) * size] for m in range(n)] for c, n in zip(chunks, counts, strict=True)]
 
-    def micro_batches(self, items: list[Any]) -> list[list[Any]]:
-        return self.mini_batches(items, 1)[0]
+    def micro_batches(self, items: list[Any], length: Callable[[Any], int]) -> list[list[Any]]:
+        return self.mini_batches(items, 1, length)[0]
 
     def logprobs(self, model: Any, sequences: Sequence[tuple[list[int], list[int]]],
                  with_entropy: bool = False) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
