@@ -18,11 +18,15 @@ from tests.conftest import run_k15
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounting a tmpfs needs root")
 
 
+def _bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path):
     disk = tmp_path / "disk"
     disk.mkdir()
-    # One training state of the tiny model is ~101 MB (weights + Adam moments): room for one, not two.
+    # One training state of the tiny model is 92–101 MB (weights + Adam moments; bf16 / fp32): room for one, not two.
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", str(disk)], capture_output=True,
                              text=True)  # fmt: skip
     if mounted.returncode != 0:  # root without the capability to mount (some containers)
@@ -53,8 +57,13 @@ def test_full_disk_during_a_state_write_fails_clearly_and_the_last_state_resumes
     assert not (state / "step-0000002").exists(), "the torn state is removed, freeing its space"
     assert not (out / "final").exists()
 
-    # Room for the second state but not for the exported checkpoint (~29 MB) beside it.
-    subprocess.run(["mount", "-o", "remount,size=220m", str(small_disk)], check=True)
+    # Room for the second state but not for the exported checkpoint beside it: sized from what the first state
+    # takes (its size depends on the training precision: ~101 MB in fp32, ~92 MB in bf16), leaving half the
+    # weights' bytes free after the second state.
+    kept = state / "step-0000001"
+    weights = max(f.stat().st_size for f in kept.rglob("*model_states.pt"))
+    room = _bytes(small_disk) + _bytes(kept) + weights // 2
+    subprocess.run(["mount", "-o", f"remount,size={room // 2**20}m", str(small_disk)], check=True)
     resumed = run_k15(*args, timeout=600)
     assert resumed.returncode == 2 and "resuming" in resumed.stdout and "after step 1" in resumed.stdout
     error = resumed.stderr.strip().splitlines()[-1]

