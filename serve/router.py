@@ -203,23 +203,28 @@ class Router:
             self.metrics.observe(model, path, response.status_code, time.monotonic() - started)
             return Response(content, response.status_code, media_type="application/json")
         return ClosingStreamingResponse(
-            self.relay(response, wants_usage, model, path, started, (backend.names[0], upstream["model"])),
+            self.relay(response, backend, wants_usage, model, path, started, (backend.names[0], upstream["model"])),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     async def relay(
-        self, response: httpx.Response, wants_usage: bool, model: str, path: str, started: float,
+        self, response: httpx.Response, backend: Backend, wants_usage: bool, model: str, path: str, started: float,
         rename: tuple[str, str],
     ) -> AsyncIterator[str]:  # fmt: skip
         """Pass SSE events through; closing ``response`` (also on client disconnect) aborts the generation.
 
-        ``rename``: (vLLM's name, served name) — an engine serving several names reports its first one.
+        ``rename``: (vLLM's name, served name) — an engine serving several names reports its first one. When the
+        backend dies (its supervisor counts a restart within 0.5 s), the stream ends with an error event at once,
+        without relaying what the dead server left in the socket's buffer (seconds of tokens under load).
         """
         status = 200
         old, new = (f'"model":"{name}"' for name in rename)
+        life = backend.restarts
         try:
             async for line in response.aiter_lines():
+                if backend.restarts != life:
+                    raise httpx.ReadError("the backend process died")
                 if old != new:
                     line = line.replace(old, new, 1)
                 if not line.startswith("data: {"):

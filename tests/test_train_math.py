@@ -146,7 +146,7 @@ def test_sampler_state_round_trip_reproduces_draws() -> None:
 
 def test_sequence_logprobs_score_only_the_trained_positions_and_match_the_full_computation() -> None:
     """The output layer runs from the first trained position on (``logits_to_keep``); the sums, the entropy and
-    the token count equal those of the logits of every position."""
+    the token count equal those of the logits of every position, and at a temperature those of the scaled logits."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from k15.train.runtime.logprobs import sequence_logprobs
@@ -168,16 +168,23 @@ def test_sequence_logprobs_score_only_the_trained_positions_and_match_the_full_c
     logp, entropy, count = sequence_logprobs(model, sequences, masks, pad_id=0, with_entropy=True)
     assert kept == [9 - 2]  # the 9-wide batch's first trained prediction is at position 2 (it scores token 3)
 
-    expect_logp, expect_entropy = [], []
+    tempered, _, _ = sequence_logprobs(model, sequences, masks, pad_id=0, temperature=0.5)
+
+    expect_logp, expect_entropy, expect_tempered = [], [], []
     for seq, mask in zip(sequences, masks, strict=True):
         with torch.no_grad():
-            all_logp = torch.log_softmax(forward(input_ids=torch.tensor([seq])).logits[0, :-1], -1)
+            logits = forward(input_ids=torch.tensor([seq])).logits[0, :-1]
+        all_logp, all_tempered = torch.log_softmax(logits, -1), torch.log_softmax(logits / 0.5, -1)
         picked = [t for t in range(len(seq) - 1) if mask[t + 1]]
         expect_logp.append(sum(all_logp[t, seq[t + 1]] for t in picked))
+        expect_tempered.append(sum(all_tempered[t, seq[t + 1]] for t in picked))
         expect_entropy += [-(all_logp[t].exp() * all_logp[t]).sum() for t in picked]
     torch.testing.assert_close(logp.detach(), torch.stack(expect_logp).float())  # log-probs are taken in fp32
     torch.testing.assert_close(entropy, torch.stack(expect_entropy).mean().float())
     assert count.item() == sum(sum(m[1:]) for m in masks)
+    # the policy that sampling at temperature 0.5 follows: softmax(logits / 0.5), not the model's plain softmax
+    torch.testing.assert_close(tempered.detach(), torch.stack(expect_tempered).float())
+    assert not torch.allclose(tempered, logp)
 
 
 def test_micro_batches_group_items_of_similar_length_within_each_mini_batch() -> None:

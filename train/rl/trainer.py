@@ -202,7 +202,9 @@ class RLTrainer(Trainer):
     # -- the policy update ---------------------------------------------------------------------------------------
 
     def _forward(self, model: Any, batch: list[dict[str, Any]], with_entropy: bool = False):
-        return self.logprobs(model, [(s["ids"], s["mask"]) for s in batch], with_entropy)
+        """Log π(y|x) of the policy the rollouts sampled: the model at the rollout temperature."""
+        return self.logprobs(model, [(s["ids"], s["mask"]) for s in batch], with_entropy,
+                             self.cfg.rollout.temperature)  # fmt: skip
 
     def update(self, samples: list[dict[str, Any]]) -> dict[str, float]:
         """Paper Eq. 3 steps on this iteration's samples; returns summed statistics for logging."""

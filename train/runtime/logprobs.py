@@ -50,10 +50,16 @@ def token_logprobs(model: Any, ids: Tensor, attention: Tensor) -> Tensor:
     return logp_all.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
 
 
-def sequence_logprobs(model: Any, sequences: Sequence[list[int]], masks: Sequence[list[int]], pad_id: int,
-                      with_entropy: bool = False) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
+def sequence_logprobs(
+    model: Any, sequences: Sequence[list[int]], masks: Sequence[list[int]], pad_id: int,
+    with_entropy: bool = False, temperature: float = 1.0,
+) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
     """Σ_t log π(y_t | x, y_<t) over the masked tokens of each sequence; the mean entropy of π over those tokens
     (when asked; never differentiated) and the count of masked tokens.
+
+    π is the model's softmax at ``temperature`` (logits divided by it): the policy that rollouts sampled at that
+    temperature actually follow, so the loss is on-policy for them (as verl and OpenRLHF do). 0 means greedy and
+    is scored at temperature 1.
 
     Only the masked positions go through the softmax over the vocabulary (a fused cross-entropy), so padding and
     prompts cost no vocabulary-wide work; logits start at the first position any sequence trains on."""
@@ -63,6 +69,8 @@ def sequence_logprobs(model: Any, sequences: Sequence[list[int]], masks: Sequenc
     start = int(columns[0]) if len(columns) else mask.shape[1] - 1
     trained = mask[:, start:].bool()
     logits = next_token_logits(model, ids, attention, start)[trained].float()  # (masked tokens, vocabulary)
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
     token_logp = -F.cross_entropy(logits, ids[:, start + 1 :][trained], reduction="none")
     logp = torch.zeros(len(sequences), dtype=token_logp.dtype, device=device)
     logp = logp.index_add(0, trained.nonzero()[:, 0], token_logp)

@@ -132,13 +132,13 @@ class Trainer(ABC):
     def micro_batches(self, items: list[Any], length: Callable[[Any], int]) -> list[list[Any]]:
         return self.mini_batches(items, 1, length)[0]
 
-    def logprobs(self, model: Any, sequences: Sequence[tuple[list[int], list[int]]],
-                 with_entropy: bool = False) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
-        """Sequence log-probs of (ids, loss mask) pairs; an empty micro-batch runs one pad sequence that trains
-        nothing, so that every rank makes the same passes."""
+    def logprobs(self, model: Any, sequences: Sequence[tuple[list[int], list[int]]], with_entropy: bool = False,
+                 temperature: float = 1.0) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
+        """Sequence log-probs of (ids, loss mask) pairs at ``temperature``; an empty micro-batch runs one pad
+        sequence that trains nothing, so that every rank makes the same passes."""
         sequences = list(sequences) or [([self.pad_id, self.pad_id], [0, 0])]
         return sequence_logprobs(model, [s[0] for s in sequences], [s[1] for s in sequences], self.pad_id,
-                                 with_entropy)  # fmt: skip
+                                 with_entropy, temperature)  # fmt: skip
 
     def backward(self, loss_sum: Tensor, global_count: float) -> None:
         """Backward of ``loss_sum`` / ``global_count`` (the mean over all ranks' items): DeepSpeed averages
