@@ -68,3 +68,26 @@ def test_a_training_step_in_each_precision_lowers_the_loss(tiny_model: Path, dty
         optimizer.zero_grad()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_the_zero_stage_of_a_resumed_run_is_the_saved_states(tmp_path: Path) -> None:
+    """DeepSpeed loads a state only into the optimizer that wrote it: an unset stage follows the saved state, an
+    explicit one that cannot resume it is a clear error."""
+    from k15.train.runtime.state import LATEST, saved_zero_stage
+
+    assert saved_zero_stage(tmp_path) is None
+    layouts = {0: ["mp_rank_00_model_states.pt"],
+               2: ["mp_rank_00_model_states.pt", "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt"],
+               3: ["zero_pp_rank_0_mp_rank_00_model_states.pt", "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt"]}  # fmt: skip
+    for stage, files in layouts.items():
+        state = tmp_path / f"zero{stage}"
+        (state / "step-0000001").mkdir(parents=True)
+        for name in files:
+            (state / "step-0000001" / name).touch()
+        assert saved_zero_stage(state) is None  # not complete until k15-latest names it
+        (state / LATEST).write_text("step-0000001")
+        assert saved_zero_stage(state) == stage
+        assert DeepSpeedConfig().as_dict(stage)["zero_optimization"]["stage"] == stage
+    assert DeepSpeedConfig(zero_stage=1).stage(saved=2) == 1  # ZeRO-1 and 2 write the same state
+    with pytest.raises(ValueError, match=r"written with ZeRO stage 2, and deepspeed\.zero_stage is 0"):
+        DeepSpeedConfig(zero_stage=0).stage(saved=2)

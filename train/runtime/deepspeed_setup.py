@@ -17,6 +17,8 @@ from k15.precision import DType, resolve, torch_dtype
 from k15.train.runtime.distributed import world_size
 from k15.train.runtime.state import WriteError, write_failure
 
+_STATE_FORMAT = {0: 0, 1: 2, 2: 2, 3: 3}  # ZeRO stage → the stage whose saved state it can resume from
+
 
 class DeepSpeedConfig(Config):
     """ZeRO-0 on one rank and ZeRO-2 on several by default; ZeRO-3 and CPU offload by config.
@@ -42,15 +44,23 @@ class DeepSpeedConfig(Config):
         "from a mean embedding, and Adam moves a weight by about lr per step, so they learn slowly otherwise",
     )
 
-    def stage(self) -> int:
-        """The ZeRO stage: the configured one, else 0 for one rank without offload, else 2."""
+    def stage(self, saved: int | None = None) -> int:
+        """The ZeRO stage: the configured one; else the one a run being resumed was ``saved`` with; else 0 for one
+        rank without offload, 2 otherwise."""
         if self.zero_stage is not None:
+            if saved is not None and _STATE_FORMAT[saved] != _STATE_FORMAT[self.zero_stage]:
+                raise ValueError(f"the run's saved training state was written with ZeRO stage {saved}, and "
+                                 f"deepspeed.zero_stage is {self.zero_stage}: DeepSpeed cannot resume across them; "
+                                 f"set deepspeed.zero_stage: {saved} (or leave it unset) to resume, or start a new "
+                                 "output_dir")  # fmt: skip
             return self.zero_stage
+        if saved is not None:
+            return saved
         return 0 if world_size() == 1 and not self.offload_optimizer else 2
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, saved_stage: int | None = None) -> dict[str, Any]:
         """The DeepSpeed JSON config. Gradient accumulation is driven by the trainer (variable batch sizes)."""
-        zero: dict[str, Any] = {"stage": self.stage()}
+        zero: dict[str, Any] = {"stage": self.stage(saved_stage)}
         if self.offload_optimizer:
             zero["offload_optimizer"] = {"device": "cpu"}
         if self.offload_params:
@@ -88,13 +98,14 @@ def load_policy(path: str | Path, dtype: DType = "auto") -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def build_engine(model: Any, config: DeepSpeedConfig) -> Any:
+def build_engine(model: Any, config: DeepSpeedConfig, saved_stage: int | None = None) -> Any:
+    """The DeepSpeed engine; ``saved_stage``: the ZeRO stage of the state it will resume from, if any."""
     import deepspeed
 
     embedding = model.get_input_embeddings().weight
     rest = [p for p in model.parameters() if p is not embedding]
     groups = [{"params": rest}, {"params": [embedding], "lr": config.lr * config.embedding_lr_scale}]
-    engine, *_ = deepspeed.initialize(model=model, model_parameters=groups, config=config.as_dict())
+    engine, *_ = deepspeed.initialize(model=model, model_parameters=groups, config=config.as_dict(saved_stage))
     return engine
 
 

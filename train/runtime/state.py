@@ -58,6 +58,19 @@ def latest_tag(state_dir: Path) -> str | None:
     return tag if tag and (Path(state_dir) / tag).is_dir() else None
 
 
+def saved_zero_stage(state_dir: Path) -> int | None:
+    """The ZeRO stage of the newest complete state (DeepSpeed loads a state only into the optimizer that wrote it),
+    from its files: 3 with per-rank model shards, 2 with optimizer shards (ZeRO-1 and 2 write the same), else 0;
+    None when there is no state."""
+    tag = latest_tag(Path(state_dir))
+    if tag is None:
+        return None
+    names = [p.name for p in (Path(state_dir) / tag).iterdir()]
+    if any("zero_pp_rank" in n and n.endswith("model_states.pt") for n in names):
+        return 3
+    return 2 if any(n.endswith("optim_states.pt") for n in names) else 0
+
+
 def save_state(engine: Any, state_dir: Path, step: int, shared: dict[str, Any], own: dict[str, Any],
                keep: int = 2) -> str:  # fmt: skip
     """Save everything needed to continue after ``step``. ``shared`` is the same on every rank; ``own`` is this

@@ -31,7 +31,7 @@ from k15.train.runtime.distributed import (
 )
 from k15.train.runtime.logprobs import sequence_logprobs
 from k15.train.runtime.metrics_log import MetricsLogger, rounded
-from k15.train.runtime.state import load_state, save_state
+from k15.train.runtime.state import load_state, save_state, saved_zero_stage
 
 
 class TrainerConfig(Config):
@@ -74,7 +74,7 @@ class Trainer(ABC):
         if self.rank == 0:
             print(f"k15 train: {self.precision_note()}", flush=True)
         self.prepare(model, model_path)
-        self.engine = build_engine(model, config.deepspeed)
+        self.engine = build_engine(model, config.deepspeed, saved_zero_stage(self.run_dir / "state"))
         restored = load_state(self.engine, self.run_dir / "state")
         self.resumed = restored is not None
         self.step: int = restored[0]["step"] if restored else 0
