@@ -99,7 +99,8 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _levels(text: str) -> list[int]:
+def level_list(text: str) -> list[int]:
+    """``--levels`` as an argparse type: "1,2" → [1, 2]."""
     try:
         return [int(level) for level in text.split(",")]
     except ValueError:
@@ -135,7 +136,7 @@ def add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
     demo.add_argument("--task", choices=DEMO_TASKS, default="arith",
                       help="arith: arithmetic word problems; countdown: search traces (default arith)")  # fmt: skip
-    demo.add_argument("--levels", type=_levels, default=None,
+    demo.add_argument("--levels", type=level_list, default=None,
                       help="difficulty levels to draw, e.g. 1,2 (default: all of the task's levels)")  # fmt: skip
 
     warmup = commands.add_parser("warmup", help="long-CoT SFT data by rejection sampling from a teacher endpoint")
@@ -148,8 +149,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from k15.jsonl import read_rows
     from k15.train.data import demo_splits
 
-    levels = {"levels": args.levels} if args.levels else {}
-    splits = demo_splits(args.task)(args.out_dir, args.train, args.heldout, args.sft, args.seed, **levels)
+    splits = demo_splits(args.task)(args.out_dir, args.train, args.heldout, args.sft, args.seed, args.levels)
     for name, path in splits.items():
         print(f"{name:<8} {len(read_rows(path)[0]):>6} rows  {path}")
     return 0

@@ -241,8 +241,7 @@ def run(cfg: LongCoTPipelineConfig) -> dict[str, Any]:
     data = cfg.task_dir()
     if not (data / "sft.jsonl").is_file():
         d = cfg.demo_data
-        levels = {"levels": d.levels} if d.levels else {}
-        demo_splits(d.task)(data, train=d.train, heldout=d.heldout, sft=d.sft, seed=d.seed, **levels)
+        demo_splits(d.task)(data, train=d.train, heldout=d.heldout, sft=d.sft, seed=d.seed, levels=d.levels)
     seconds, start = {}, time.monotonic()
     sft_final = _run_stage("sft", cfg.sft_config(), run_dir)
     seconds["warm-up SFT"], start = time.monotonic() - start, time.monotonic()

@@ -75,8 +75,9 @@ def _problem(rng: random.Random, level: int) -> tuple[str, list[str], int]:
     return " ".join(sentences), steps, value
 
 
-def generate(count: int, seed: int = 0, levels: Sequence[int] = LEVELS) -> list[dict[str, Any]]:
-    """``count`` distinct problems, levels in turn; rows: id, problem, answer, difficulty (level), grader, steps."""
+def generate(count: int, seed: int = 0, levels: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """``count`` distinct problems, ``levels`` (default: all) in turn; rows: id, problem, answer, difficulty
+    (level), grader, steps."""
 
     def draw(rng: random.Random, level: int) -> tuple[str, dict[str, Any]]:
         text, steps, answer = _problem(rng, level)
@@ -119,9 +120,10 @@ def trace(row: dict[str, Any]) -> str:
 
 
 def make_splits(out_dir: str | Path, train: int = 2000, heldout: int = 200, sft: int = 500, seed: int = 0,
-                levels: Sequence[int] = LEVELS) -> dict[str, Path]:  # fmt: skip
+                levels: Sequence[int] | None = None) -> dict[str, Path]:  # fmt: skip
     """Write ``train.jsonl`` and ``heldout.jsonl`` (RL prompts) and ``sft.jsonl`` (prompt/response traces) to
-    ``out_dir``, from disjoint slices of one set of distinct problems of ``levels``; returns the paths by split."""
+    ``out_dir``, from disjoint slices of one set of distinct problems of ``levels`` (default: all); returns the
+    paths by split."""
     from k15.prompts import MATH_PROMPT
 
     rows = generate(heldout + train + sft, seed, levels)

@@ -172,9 +172,9 @@ def trace(row: dict[str, Any], seed: int, noise: float = 0.6) -> tuple[str, bool
     return sft_response("\n".join(search.lines), f"The answer is $\\boxed{{{expression}}}$."), True
 
 
-def generate(count: int, seed: int = 0, levels: Sequence[int] = tuple(LEVELS)) -> list[dict[str, Any]]:
-    """``count`` distinct problems, levels in turn; rows: id, problem, numbers, target, answer (one solution),
-    difficulty (level), grader."""
+def generate(count: int, seed: int = 0, levels: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """``count`` distinct problems, ``levels`` (default: all) in turn; rows: id, problem, numbers, target, answer
+    (one solution), difficulty (level), grader."""
 
     def draw(rng: random.Random, level: int) -> tuple[Hashable, dict[str, Any]] | None:
         spec = LEVELS[level]
@@ -209,9 +209,10 @@ def solve(numbers: Sequence[int], target: int) -> str:
 
 
 def make_splits(out_dir: str | Path, train: int = 2000, heldout: int = 200, sft: int = 500, seed: int = 0,
-                levels: Sequence[int] = tuple(LEVELS)) -> dict[str, Path]:  # fmt: skip
+                levels: Sequence[int] | None = None) -> dict[str, Path]:  # fmt: skip
     """Write ``train.jsonl`` and ``heldout.jsonl`` (RL prompts) and ``sft.jsonl`` (prompt/response search traces
-    that found the target) to ``out_dir``, from disjoint slices of one set of distinct problems of ``levels``."""
+    that found the target) to ``out_dir``, from disjoint slices of one set of distinct problems of ``levels``
+    (default: all)."""
     from k15.prompts import MATH_PROMPT
 
     rows = generate(heldout + train + sft, seed, levels)

@@ -11,10 +11,11 @@ Draw = Callable[[random.Random, int], tuple[Hashable, dict[str, Any]] | None]
 no problem."""
 
 
-def distinct_problems(task: str, count: int, seed: int, levels: Sequence[int], known: Collection[int],
+def distinct_problems(task: str, count: int, seed: int, levels: Sequence[int] | None, known: Collection[int],
                       draw: Draw) -> list[dict[str, Any]]:  # fmt: skip
-    """``count`` distinct rows from ``draw``, levels in turn, ids ``<task>-<seed>-<n>``; ValueError for levels
-    outside ``known`` or when distinct problems run out."""
+    """``count`` distinct rows from ``draw``, ``levels`` (None: all ``known``) in turn, ids ``<task>-<seed>-<n>``;
+    ValueError for levels outside ``known`` or when distinct problems run out."""
+    levels = tuple(known) if levels is None else levels
     if not levels or any(level not in known for level in levels):
         raise ValueError(f"levels must be a non-empty selection of {tuple(known)}, got {tuple(levels)}")
     rng, rows, seen, attempts = random.Random(seed), [], set(), 0

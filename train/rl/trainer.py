@@ -219,7 +219,7 @@ class RLTrainer(Trainer):
                 old, entropy, tokens = self._forward(self.engine.module, batch, with_entropy=True)
                 for s, value in zip(batch, old.tolist(), strict=False):
                     s["old_logp"] = value
-                if entropy is not None and batch:
+                if batch:
                     sums["entropy_x_tokens"] += float(entropy) * float(tokens)
                     sums["tokens"] += float(tokens)
         logprob_s = time.perf_counter() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -32,8 +33,12 @@ def pad_batch(sequences: Sequence[list[int]], masks: Sequence[list[int]], pad_id
 
 def _keeps_logits(model: Any) -> bool:
     """Whether ``model`` (or the module a DeepSpeed engine wraps) can compute the last positions' logits only."""
-    forward = getattr(model, "module", model).forward
-    return "logits_to_keep" in inspect.signature(forward).parameters
+    return _takes_logits_to_keep(type(getattr(model, "module", model)))
+
+
+@functools.cache
+def _takes_logits_to_keep(model_class: type) -> bool:
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
 def next_token_logits(model: Any, ids: Tensor, attention: Tensor, start: int = 0) -> Tensor:
