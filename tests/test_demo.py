@@ -21,7 +21,7 @@ def toy_config(path: Path, model: Path, out: Path) -> Path:
         "name": "toy-demo", "model": str(model), "output_dir": str(out),
         "demo_data": {"train": 40, "heldout": 8, "sft": 16},
         "sft": {"epochs": 1, "batch_size": 8, "max_length": 256, "deepspeed": {"lr": 1e-3, "micro_batch_size": 8}},
-        "rl": {"iterations": 1, "prompts_per_iteration": 2, "save_every": 1,
+        "rl": {"iterations": 2, "prompts_per_iteration": 2, "save_every": 1,
                "rollout": {"k": 2, "max_tokens": 32, "segment_tokens": 32, "engine": ENGINE},
                "deepspeed": {"lr": 1e-4, "micro_batch_size": 4}},
         "eval": {"problems": 4, "samples": 1, "max_tokens": 32},
@@ -42,6 +42,10 @@ def test_demo_runs_every_stage_and_reuses_them(tiny_model: Path, tmp_path: Path)
     result = run_k15("demo", "--config", str(config), timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
+    heldout = json.loads((out / "report.json").read_text())
+    assert list(heldout["curve"]) == ["0", "1", "2"], "held-out accuracy of the warm-up model and every RL checkpoint"
+    assert heldout["curve"]["0"] == heldout["warmup"]["accuracy"] and heldout["curve"]["2"] == heldout["rl"]["accuracy"]
+    assert (out / "rl-curve.png").stat().st_size > 0
     report = json.loads((out / "long2short-report" / "report.json").read_text())
     assert report["best"] == "merge" and report["long"] == str(out / "rl" / "final")
     tasks = {"arith", "math500"} if SHARED_DATA.is_dir() else {"arith"}

@@ -80,6 +80,8 @@ class HeldoutEvalConfig(Config):
     samples: int = Field(4, ge=1, description="samples per problem; their spread is the eval's run-to-run noise")
     temperature: float = Field(0.6, ge=0)
     max_tokens: int = Field(384, ge=1)
+    checkpoints: bool = Field(True, description="also evaluate the RL run's intermediate checkpoints (rl.save_every): "
+                              "the held-out curve")  # fmt: skip
 
 
 class Long2ShortStageConfig(Config):
@@ -208,8 +210,14 @@ def paired_difference(before: dict[str, float], after: dict[str, float]) -> dict
             "better": sum(d > 0 for d in diffs), "worse": sum(d < 0 for d in diffs)}  # fmt: skip
 
 
-def plot_curve(run_dir: Path, out: Path) -> Path:
-    """The RL curve: training accuracy, reward and mean response length per iteration."""
+def rl_checkpoints(rl_final: Path) -> dict[int, Path]:
+    """The checkpoints an RL run saved every ``save_every`` iterations, by iteration."""
+    return {read_info(p).iteration: p for p in sorted((rl_final.parent / "checkpoints").glob("iter-*"))}
+
+
+def plot_curve(run_dir: Path, out: Path, heldout: dict[int, float]) -> Path:
+    """The RL curves in the style of the paper's Figures 5–6: accuracy (of the rollouts per iteration, and held-out
+    at the checkpoints, iteration 0 being the warm-up model), mean response length and the length reward."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -219,13 +227,19 @@ def plot_curve(run_dir: Path, out: Path) -> Path:
 
     rows = read_metrics(run_dir)
     steps = [r["step"] for r in rows]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
-    top.plot(steps, [r["accuracy"] for r in rows], marker="o", label="accuracy (rollouts)")
-    top.plot(steps, [r["reward"] for r in rows], marker=".", label="reward (with length reward)")
-    top.set_ylabel("per iteration")
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(7, 7), sharex=True)
+    accuracy = [r["accuracy"] for r in rows]
+    window = max(1, min(8, len(rows) // 4))  # a few prompts per iteration: the running mean shows the trend
+    running = [statistics.fmean(accuracy[max(0, i + 1 - window) : i + 1]) for i in range(len(accuracy))]
+    top.plot(steps, accuracy, marker=".", alpha=0.35, color="tab:blue", label="rollouts (training prompts)")
+    top.plot(steps, running, color="tab:blue", label=f"rollouts, mean of {window} iterations")
+    top.plot(list(heldout), list(heldout.values()), marker="o", linewidth=2, color="tab:orange", label="held-out")
+    top.set_ylabel("accuracy")
     top.legend()
-    bottom.plot(steps, [r["response_len_mean"] for r in rows], marker="o", color="tab:green")
-    bottom.set_ylabel("response tokens")
+    middle.plot(steps, [r["response_len_mean"] for r in rows], marker=".", color="tab:green")
+    middle.set_ylabel("response tokens")
+    bottom.plot(steps, [r["length_reward"] for r in rows], marker=".", color="tab:red")
+    bottom.set_ylabel("length reward")
     bottom.set_xlabel("RL iteration")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -247,14 +261,20 @@ def run(cfg: LongCoTPipelineConfig) -> dict[str, Any]:
     seconds["warm-up SFT"], start = time.monotonic() - start, time.monotonic()
     rl_final = _run_stage("rl", cfg.rl_config(), run_dir)
     seconds["RL"], start = time.monotonic() - start, time.monotonic()
-    report: dict[str, Any] = evaluate({"warmup": sft_final, "rl": rl_final}, cfg, run_dir / "eval-heldout")
+    last = read_info(rl_final).iteration
+    saved = rl_checkpoints(rl_final) if cfg.eval.checkpoints else {}
+    evaluated = {"warmup": (0, sft_final), **{f"rl-iter-{i}": (i, p) for i, p in saved.items() if i != last},
+                 "rl": (last, rl_final)}  # label → (RL iteration, checkpoint)  # fmt: skip
+    heldout = evaluate({label: path for label, (_, path) in evaluated.items()}, cfg, run_dir / "eval-heldout")
     seconds["held-out evaluation"] = time.monotonic() - start
+    report: dict[str, Any] = {"warmup": heldout["warmup"], "rl": heldout["rl"]}
+    report["curve"] = {i: heldout[label]["accuracy"] for label, (i, _) in evaluated.items()}
     report["gain"] = report["rl"]["accuracy"] - report["warmup"]["accuracy"]
     report["noise"] = max(report["rl"]["noise_std"], report["warmup"]["noise_std"])
     report["paired"] = paired_difference(report["warmup"]["per_problem"], report["rl"]["per_problem"])
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     report["seconds"] = seconds  # this run's stage times (a cached stage takes ~0 s)
-    plot_curve(rl_final.parent, run_dir / "rl-curve.png")
+    plot_curve(rl_final.parent, run_dir / "rl-curve.png", report["curve"])
     w, r = report["warmup"], report["rl"]
     print(f"held-out accuracy: warm-up {w['accuracy']:.1%} ({w['mean_tokens']:.0f} tokens) → RL {r['accuracy']:.1%} "
           f"({r['mean_tokens']:.0f} tokens); gain {report['gain']:+.1%}, eval noise (std over sample runs) "
