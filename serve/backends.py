@@ -87,9 +87,10 @@ class Backend:
         self.ready.set()
         return seconds
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 30) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after ``grace_s`` seconds."""
         self.ready.clear()
-        self.server.stop()
+        self.server.stop(grace_s)
 
     def supervise(self, stopping: threading.Event, on_event=print) -> None:
         """Watch the server; when it dies, mark it down (requests fail fast) and restart it with backoff."""

@@ -19,6 +19,8 @@ from k15.serve.backends import Backend
 from k15.serve.config import ServeConfig
 from k15.serve.router import create_app
 
+STOP_GRACE_S = 5.0  # k15 serve stops within 10 s: every backend in parallel, killed after this grace
+
 
 def newest_checkpoint(kind: Kind) -> Path | None:
     """The most recently created checkpoint of ``kind`` under the runs directory."""
@@ -102,11 +104,13 @@ class ServingStack:
             thread.join(0.05)
 
     def stop(self) -> None:
+        """Stop the router and every backend at once; a backend still up after ``STOP_GRACE_S`` is killed (vLLM's
+        graceful shutdown waits for its open streams)."""
         self.stopping.set()
         if self.server:
             self.server.should_exit = True
-        for backend in self.unique_backends:
-            backend.stop()
+        with ThreadPoolExecutor(max(1, len(self.unique_backends))) as pool:
+            list(pool.map(lambda backend: backend.stop(STOP_GRACE_S), self.unique_backends))
         for thread in self.threads:
             thread.join(10)
 
