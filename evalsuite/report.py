@@ -131,6 +131,24 @@ def _point_label(result: dict[str, Any]) -> str:
     return _series(result) + ("" if budget is None else f" @{budget}")
 
 
+def annotate_apart(ax: Any, labels: list[tuple[str, float, float]], fontsize: float = 7) -> None:
+    """Label points (text, x, y) so that no two labels overlap: from the lowest point up, a label that would cover
+    one already placed moves up a line at a time, with a thin line back to its point."""
+    ax.autoscale_view()
+    to_points = 72 / ax.figure.dpi
+    height, char = 1.25 * fontsize, 0.62 * fontsize  # a line and a character, in points
+    placed: list[tuple[float, float, float]] = []  # left, bottom, width of each label, in points
+    for text, x, y in sorted(labels, key=lambda label: (label[2], label[1])):
+        px, py = (v * to_points for v in ax.transData.transform((x, y)))
+        left, width, dy = px + 5, char * len(text), 4.0
+        while any(abs(py + dy - b) < height and left < x0 + w and x0 < left + width for x0, b, w in placed):
+            dy += height
+        placed.append((left, py + dy, width))
+        arrow = {"arrowstyle": "-", "color": "0.6", "linewidth": 0.5} if dy > 4 else None
+        ax.annotate(text, (x, y), xytext=(5, dy), textcoords="offset points", fontsize=fontsize, color="0.3",
+                    arrowprops=arrow)  # fmt: skip
+
+
 def plot_accuracy_vs_tokens(results: list[dict[str, Any]], path: Path, title: str = _PLOT_TITLE) -> Path:
     """Plot pass@1 (%) against mean completion tokens into the PNG ``path``; return ``path``.
 
@@ -147,6 +165,7 @@ def plot_accuracy_vs_tokens(results: list[dict[str, Any]], path: Path, title: st
     markers = {name: _MARKERS[i % len(_MARKERS)] for i, name in enumerate(series)}
     swept = any("thinking_budget" in r for r in points)
     groups = [(t, s) for t in tasks for s in series] if swept else [(t, None) for t in tasks]
+    labels: list[tuple[str, float, float]] = []
     for task, name in groups:
         mine = sorted((r for r in points if r["task"] == task and name in (None, _series(r))),
                       key=lambda r: r["mean_completion_tokens"])  # fmt: skip
@@ -155,10 +174,11 @@ def plot_accuracy_vs_tokens(results: list[dict[str, Any]], path: Path, title: st
         for r, x in zip(mine, xs, strict=True):
             y = 100 * r["pass@1"]
             ax.scatter(x, y, color=colours[task], marker=markers[_series(r)], s=60, zorder=3)
-            ax.annotate(_point_label(r), (x, y), xytext=(5, 4), textcoords="offset points", fontsize=7, color="0.3")
+            labels.append((_point_label(r), x, y))
     tokens = [r["mean_completion_tokens"] for r in points]
     if tokens and min(tokens) > 0 and max(tokens) > 10 * min(tokens):
         ax.set_xscale("log")
+    annotate_apart(ax, labels)
     if not points:
         ax.text(0.5, 0.5, "no results to plot", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("mean completion tokens" + (" (log scale)" if ax.get_xscale() == "log" else ""))

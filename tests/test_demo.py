@@ -19,15 +19,15 @@ ENGINE = {"enforce_eager": True, "gpu_memory_utilization": 0.1, "max_model_len":
 def toy_config(path: Path, model: Path, out: Path) -> Path:
     config = {
         "name": "toy-demo", "model": str(model), "output_dir": str(out),
-        "demo_data": {"train": 40, "heldout": 8, "sft": 16},
+        "demo_data": {"task": "countdown", "levels": [1], "train": 40, "heldout": 8, "sft": 16},
         "sft": {"epochs": 1, "batch_size": 8, "max_length": 256, "deepspeed": {"lr": 1e-3, "micro_batch_size": 8}},
         "rl": {"iterations": 2, "prompts_per_iteration": 2, "save_every": 1,
                "rollout": {"k": 2, "max_tokens": 32, "segment_tokens": 32, "engine": ENGINE},
                "deepspeed": {"lr": 1e-4, "micro_batch_size": 4}},
-        "eval": {"problems": 4, "samples": 1, "max_tokens": 32},
+        "eval": {"problems": 4, "samples": 1, "max_tokens": 32, "thinking_budget": 16},
         "long2short": {"methods": ["merge"], "merge": {"weights": [0.5, 0.5]}},
-        "report": {"tasks": {"arith": 4, "math500": 2}, "max_tokens": 32, "engine": ENGINE},
-        "final_eval": {"tasks": {"arith": 2, "math500": 1, "aime": 1}, "max_tokens_long": 32, "max_tokens_short": 32},
+        "report": {"tasks": {"countdown": 4, "math500": 2}, "max_tokens": 32, "engine": ENGINE},
+        "final_eval": {"tasks": {"countdown": 2, "math500": 1, "aime": 1}, "max_tokens_long": 32, "max_tokens_short": 32},
         "eval_data_dir": str(SHARED_DATA) if SHARED_DATA.is_dir() else None,
         "serve": {"port": 0, "engine": ENGINE},
         "ui": False,
@@ -48,15 +48,20 @@ def test_demo_runs_every_stage_and_reuses_them(tiny_model: Path, tmp_path: Path)
     assert (out / "rl-curve.png").stat().st_size > 0
     report = json.loads((out / "long2short-report" / "report.json").read_text())
     assert report["best"] == "merge" and report["long"] == str(out / "rl" / "final")
-    tasks = {"arith", "math500"} if SHARED_DATA.is_dir() else {"arith"}
+    tasks = {"countdown", "math500"} if SHARED_DATA.is_dir() else {"countdown"}
     assert {(r["model"], r["task"]) for r in report["rows"]} == {(m, t) for m in ("long-cot", "merge") for t in tasks}
     assert (out / "long2short-report" / "figure7.png").stat().st_size > 0
     served = json.loads((out / "evals" / "summary.json").read_text())["results"]
     assert {r["model"] for r in served} == {"k15-long", "k15-short"}
-    assert {r["task"] for r in served} == ({"aime", "math500", "arith"} if SHARED_DATA.is_dir() else {"arith"})
+    assert {r["task"] for r in served} == ({"aime", "math500", "countdown"} if SHARED_DATA.is_dir() else {"countdown"})
     timings = json.loads((out / "timings.json").read_text())
     assert {"warm-up SFT", "RL", "held-out evaluation", "token-efficiency report"} <= timings.keys()
-    for text in ("| stage | wall time |", "accuracy ÷ long", "long2short best: merge", "k15-short"):
+    closing = (
+        "| model | held-out accuracy (countdown) | mean tokens | tokens ÷ long |",
+        "| k15-long (long-CoT RL) |",
+        "| k15-short (merge) |",
+    )
+    for text in ("| stage | wall time |", "accuracy ÷ long", "long2short best: merge", *closing):
         assert text in result.stdout, text
     if not SHARED_DATA.is_dir():
         assert "math500 skipped" in result.stdout, "a task without data is named and skipped"
@@ -72,5 +77,6 @@ def test_demo_runs_every_stage_and_reuses_them(tiny_model: Path, tmp_path: Path)
     assert pipeline.run_long2short(cfg) == {"merge": out / "long2short" / "merge" / "final"}
     limits = {t: n for t, n in cfg.report.tasks.items() if t in tasks}
     again = efficiency.run(efficiency.EfficiencyConfig(run_dir=str(out), long=report["long"], tasks=limits,
-                                                       data_dir=cfg.eval_data_dir, max_tokens=32))  # fmt: skip
+                                                       data_dir=cfg.eval_data_dir, max_tokens=32, target_task="countdown",
+                                                       demo_data=str(cfg.data_dir())))  # fmt: skip
     assert again["rows"] == report["rows"]

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from PIL import Image
 
 from k15.evalsuite.report import compare, load_summary, markdown_table, plot_accuracy_vs_tokens, render, write_summary
@@ -227,3 +229,18 @@ def test_compare_broken_or_missing_run_names_the_dir(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no runs"):
         compare([], tmp_path / "cmp")
     assert not (tmp_path / "cmp").exists()
+
+
+def test_plot_labels_of_close_points_do_not_overlap(tmp_path: Path, figures: list[Figure]) -> None:
+    """The long2short report's case: three of five models within a few tokens and points of one another."""
+    points = {"long-cot": (0.55, 280.0), "merge": (0.02, 500.0), "shortest": (0.52, 140.0), "dpo": (0.525, 143.0),
+              "rl": (0.518, 141.0)}  # fmt: skip
+    models = list(points)
+    close = [result("countdown", m, accuracy, tokens) for m, (accuracy, tokens) in points.items()]
+    assert_png(plot_accuracy_vs_tokens(close, tmp_path / "close.png"))
+    (ax,) = figures[0].axes
+    renderer = FigureCanvasAgg(figures[0]).get_renderer()
+    boxes = {text.get_text(): Text.get_window_extent(text, renderer) for text in ax.texts}  # the text, no arrow
+    assert set(boxes) == set(models)
+    overlapping = [(a, b) for a in boxes for b in boxes if a < b and boxes[a].overlaps(boxes[b])]
+    assert not overlapping, overlapping

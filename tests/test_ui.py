@@ -107,6 +107,19 @@ def test_compare_streams_both_modes_and_shows_the_thinking(browser, ui_url: str)
     page.close()
 
 
+def test_screenshot_script_saves_the_compare_tab(ui_url: str, tmp_path: Path) -> None:
+    """scripts/ui_screenshot.py, which takes the README's screenshot from the demo's models, on the tiny models."""
+    rows = tmp_path / "heldout.jsonl"
+    rows.write_text('{"id": "c-0", "problem": "Make 10 from the numbers 2, 3 and 4."}\n')
+    out = tmp_path / "compare.png"
+    script = [sys.executable, str(REPO / "scripts" / "ui_screenshot.py"), "--url", ui_url, "--out", str(out)]
+    result = subprocess.run([*script, "--heldout", str(rows)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    bad = subprocess.run([*script, "--heldout", str(rows), "--index", "5"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "has 1 problems; --index 5 is out of range" in bad.stderr, bad.stderr
+
+
 def test_two_browser_sessions_generate_independently(browser, ui_url: str) -> None:
     pages = [browser.new_page() for _ in range(2)]
     for page in pages:

@@ -13,12 +13,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
 from k15.app.pipeline import LongCoTPipelineConfig
 from k15.config import Config, merged, partial
-from k15.evalsuite.efficiency import EfficiencyConfig
+from k15.evalsuite.efficiency import LONG, EfficiencyConfig
 from k15.serve.config import ServeConfig
 
 PartialEfficiency = partial(EfficiencyConfig)  # the report section: some EfficiencyConfig keys, the demo sets the rest
@@ -71,6 +72,20 @@ class Stages:
         return "\n".join(["| stage | wall time |", "|---|--:|", *rows, f"| total | {total:.1f} min |"]) + "\n"
 
 
+def summary_table(report: dict[str, Any], long: str, short: str) -> str:
+    """The demo's closing table: every model of the long2short report on the held-out demo task (the same
+    problems and token limit), the served ones named by their endpoint names."""
+    task = report["target"]["task"]
+    served = {LONG: f"{long} (long-CoT RL)", report["best"]: f"{short} ({report['best']})"}
+    lines = [f"| model | held-out accuracy ({task}) | mean tokens | tokens ÷ long |", "|---|--:|--:|--:|"]
+    for r in report["rows"]:
+        if r["task"] == task:
+            ratio = "–" if r["token_ratio"] is None else f"{r['token_ratio']:.2f}"
+            lines.append(f"| {served.get(r['model'], r['model'])} | {100 * r['accuracy']:.1f}% | "
+                         f"{r['mean_tokens']:.0f} | {ratio} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM stops the demo as Ctrl-C does: the UI, then the servers
 
@@ -94,7 +109,7 @@ def run(cfg: DemoConfig) -> int:
         pipeline.run_long2short(cfg)
     with stages("token-efficiency report"):
         fixed = {"run_dir": str(run_dir), "long": str(rl_final), "data_dir": cfg.eval_data_dir,
-                 "demo_data": str(cfg.data_dir())}  # fmt: skip
+                 "demo_data": str(cfg.data_dir()), "target_task": cfg.demo_data.task}  # fmt: skip
         report_cfg = merged(EfficiencyConfig, cfg.report, fixed, "report")
         report = efficiency.run(report_cfg)
     best = Path(report["checkpoints"][report["best"]])
@@ -116,6 +131,7 @@ def run(cfg: DemoConfig) -> int:
               f"(eval noise {long_cot['noise']:.1%}, paired standard error {long_cot['paired']['paired_se']:.1%}); "
               f"long2short best: {report['best']}")  # fmt: skip
         print(f"\n{stages.table()}")
+        print(summary_table(report, serve.names.long, serve.names.short))
         (run_dir / "timings.json").write_text(json.dumps(stages.seconds, indent=2) + "\n")
         print(f"k15 demo: results in {run_dir} (report.json, long2short-report/, evals/, timings.json)", flush=True)
         if cfg.ui:

@@ -24,7 +24,7 @@ from k15.checkpoint import read_info
 from k15.config import Config, merged, partial
 from k15.engine import EngineConfig
 from k15.evalsuite.report import summarized_models
-from k15.evalsuite.runner import EvalConfig, run_in_subprocess, sample_file
+from k15.evalsuite.runner import EvalConfig, Target, run_in_subprocess, sample_file
 from k15.jsonl import read_rows
 from k15.train.data import DEMO_TASKS, demo_levels
 from k15.train.long2short import METHODS as LONG2SHORT_METHODS
@@ -80,6 +80,8 @@ class HeldoutEvalConfig(Config):
     samples: int = Field(4, ge=1, description="samples per problem; their spread is the eval's run-to-run noise")
     temperature: float = Field(0.6, ge=0)
     max_tokens: int = Field(384, ge=1)
+    thinking_budget: int | None = Field(None, ge=0, description="cut the thinking at this many tokens and force the "
+                                        "answer (vLLM's thinking_token_budget); none: no cut")  # fmt: skip
     checkpoints: bool = Field(True, description="also evaluate the RL run's intermediate checkpoints (rl.save_every): "
                               "the held-out curve")  # fmt: skip
 
@@ -180,9 +182,11 @@ def evaluate(checkpoints: dict[str, Path], cfg: LongCoTPipelineConfig, out: Path
         eval_cfg = EvalConfig(tasks=[task], backend="vllm", model_paths=[str(p) for p in checkpoints.values()],
                               models=list(checkpoints), data_dir=str(cfg.data_dir()), out=str(out), limit=e.problems,
                               samples=e.samples, temperature=e.temperature, max_tokens_long=e.max_tokens,
+                              thinking_budgets=[] if e.thinking_budget is None else [e.thinking_budget],
                               engine=EngineConfig(enforce_eager=True))  # fmt: skip
         run_in_subprocess(eval_cfg, "the held-out evaluation of " + ", ".join(map(str, checkpoints.values())))
-    return {label: heldout_stats(read_rows(sample_file(out, task, label))[0], e.samples) for label in checkpoints}
+    keys = {label: Target(label, "long", thinking_budget=e.thinking_budget).key for label in checkpoints}
+    return {label: heldout_stats(read_rows(sample_file(out, task, key))[0], e.samples) for label, key in keys.items()}
 
 
 def heldout_stats(rows: list[dict[str, Any]], samples: int) -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""The README's screenshot: the UI's Compare tab on a demo problem, both modes answered, the long model's thinking
+block opened. Point it at a running UI (``make demo`` prints its URL):
+
+    .venv/bin/python scripts/ui_screenshot.py --url http://127.0.0.1:7860 \
+        --heldout ~/.cache/k15/runs/demo/data/countdown/heldout.jsonl --index 3 --out docs/ui-compare.png
+
+It drives Debian's headless Chromium with Playwright, as the UI's browser tests do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from playwright.sync_api import Error as BrowserError
+from playwright.sync_api import sync_playwright
+
+from k15.jsonl import read_rows
+from k15.prompts import MATH_PROMPT
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-quic"]  # fmt: skip
+
+
+def heldout_prompt(path: Path, index: int) -> str:
+    """Problem ``index`` of a demo task's held-out split, in the prompt the evaluations use."""
+    rows = read_rows(path)[0]
+    if not 0 <= index < len(rows):
+        raise ValueError(f"{path} has {len(rows)} problems; --index {index} is out of range")
+    return MATH_PROMPT.format(problem=rows[index]["problem"])
+
+
+def screenshot(url: str, prompt: str, out: Path, chromium: str, timeout_s: float = 600) -> Path:
+    """Run ``prompt`` through the Compare tab at ``url``, open the thinking block and save a full-page PNG."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
+        page.goto(url)
+        page.locator("#compare-prompt textarea").fill(prompt)
+        page.locator("#compare-go").click()
+        for side in ("left", "right"):
+            page.locator(f"#{side}-stats").get_by_text("done").wait_for(timeout=timeout_s * 1000)
+        thought = page.locator("#left-chat").get_by_text("Thought for")
+        if thought.count():
+            thought.first.click()  # open the collapsible thinking block
+        out.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(out), full_page=True)
+        browser.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True, help="the running UI, e.g. http://127.0.0.1:7860")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="the prompt to compare")
+    source.add_argument("--heldout", type=Path, help="a demo task's heldout.jsonl (with --index)")
+    parser.add_argument("--index", type=int, default=0, help="which held-out problem (default: the first)")
+    parser.add_argument("--out", type=Path, default=Path("docs/ui-compare.png"))
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    args = parser.parse_args(argv)
+    try:
+        prompt = args.prompt or heldout_prompt(args.heldout.expanduser(), args.index)
+        print(f"ui_screenshot: {screenshot(args.url, prompt, args.out, args.chromium)}")
+    except (OSError, ValueError, BrowserError) as exc:
+        print(f"ui_screenshot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
