@@ -164,14 +164,18 @@ def test_bad_rows_are_reported_with_file_and_line_and_skipped(tmp_path: Path, ca
 
 
 def test_shipped_configs_are_valid() -> None:
+    from k15.app.demo import DemoConfig
     from k15.app.pipeline import LongCoTPipelineConfig
     from k15.config import load_config
+    from k15.train.long2short import METHODS as LONG2SHORT_METHODS
     from k15.train.rl.trainer import RLConfig
 
     demo = load_config(LongCoTPipelineConfig, REPO / "configs" / "demo-long-cot.yaml", [])
     assert demo.rl_config().model.endswith("sft/final")
     countdown = load_config(LongCoTPipelineConfig, REPO / "configs" / "demo-countdown.yaml", [])
     assert (countdown.demo_data.task, countdown.demo_data.levels) == ("countdown", [1, 2])
+    make_demo = load_config(DemoConfig, REPO / "configs" / "demo.yaml", [])
+    assert make_demo.demo_data.task == "countdown" and set(make_demo.long2short.methods) == set(LONG2SHORT_METHODS)
     for gpu in sorted((REPO / "configs").glob("gpu-*rl*.yaml")):
         load_config(RLConfig, gpu, [])
 
