@@ -45,9 +45,9 @@ def partial(cls: type[Config]) -> type[Config]:
 
 def merged(cls: type[C], section: Config, fixed: dict[str, Any], label: str) -> C:
     """``cls`` from the keys set in ``section`` (a :func:`partial` of it) plus ``fixed``; an error names
-    ``label.key``."""
+    ``label.key``. A key set to null is not set (its default holds), as a stage's written-out config has it."""
     try:
-        return cls.model_validate({**section.model_dump(exclude_unset=True), **fixed})
+        return cls.model_validate({**section.model_dump(exclude_unset=True, exclude_none=True), **fixed})
     except ValidationError as exc:
         errors = [f"{'.'.join([label, *map(str, e['loc'])])}: {e['msg'].removeprefix('Value error, ')}"
                   for e in exc.errors()]  # fmt: skip

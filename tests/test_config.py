@@ -64,3 +64,26 @@ def test_shipped_configs_are_valid() -> None:
     repo = Path(__file__).resolve().parent.parent
     load_config(DemoConfig, repo / "configs" / "demo.yaml")
     load_config(ServeConfig, repo / "configs" / "serve.yaml")
+
+
+def test_a_written_out_partial_section_merges_back(tmp_path: Path) -> None:
+    """A pipeline stage writes its config with every partial key, unset ones as null; loading and merging it
+    gives the keys that were set and the defaults for the rest (the long2short shortest stage of make demo)."""
+    import json
+
+    import yaml
+
+    from k15.app.pipeline import LongCoTPipelineConfig
+    from k15.train.sft import SFTConfig
+
+    pipeline = LongCoTPipelineConfig.model_validate(
+        {"long2short": {"methods": ["shortest"], "shortest": {"sft": {"epochs": 2, "deepspeed": {"lr": 2e-5}}}}}
+    )
+    stage = pipeline.long2short_config("shortest")
+    written = tmp_path / "stage.yaml"
+    written.write_text(yaml.safe_dump(json.loads(stage.model_dump_json())))
+    assert "state_every: null" in written.read_text()
+    loaded = load_config(type(stage), written)
+    sft = loaded.trainer_config()  # type: ignore[attr-defined]
+    assert (sft.epochs, sft.deepspeed.lr) == (2, 2e-5)
+    assert sft.state_every == SFTConfig.model_fields["state_every"].default
