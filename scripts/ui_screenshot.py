@@ -13,6 +13,7 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Error as BrowserError
 from playwright.sync_api import sync_playwright
@@ -32,16 +33,21 @@ def heldout_prompt(path: Path, index: int) -> str:
     return MATH_PROMPT.format(problem=rows[index]["problem"])
 
 
+def run_compare(page: Any, prompt: str, timeout_s: float) -> None:
+    """Send ``prompt`` from the Compare tab of ``page`` and wait until both sides are done."""
+    page.locator("#compare-prompt textarea").fill(prompt)
+    page.locator("#compare-go").click()
+    for side in ("left", "right"):
+        page.locator(f"#{side}-stats").get_by_text("done").wait_for(timeout=timeout_s * 1000)
+
+
 def screenshot(url: str, prompt: str, out: Path, chromium: str, timeout_s: float = 600) -> Path:
     """Run ``prompt`` through the Compare tab at ``url``, open the thinking block and save a full-page PNG."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         page.goto(url)
-        page.locator("#compare-prompt textarea").fill(prompt)
-        page.locator("#compare-go").click()
-        for side in ("left", "right"):
-            page.locator(f"#{side}-stats").get_by_text("done").wait_for(timeout=timeout_s * 1000)
+        run_compare(page, prompt, timeout_s)
         thought = page.locator("#left-chat").get_by_text("Thought for")
         if thought.count():
             thought.first.click()  # open the collapsible thinking block

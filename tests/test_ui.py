@@ -15,13 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts.ui_screenshot import CHROMIUM_FLAGS, run_compare
 from tests.conftest import REPO, SHARED_DATA, TEST_KEY, ServeProcess
 
 pytestmark = pytest.mark.vllm
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "artifacts" / "ui"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-quic"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +83,10 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
-def run_compare(page, prompt: str) -> None:
-    page.locator("#compare-prompt textarea").fill(prompt)
-    page.locator("#compare-go").click()
-    for side in ("left", "right"):
-        page.locator(f"#{side}-stats").get_by_text("done").wait_for(timeout=120_000)
-
-
 def test_compare_streams_both_modes_and_shows_the_thinking(browser, ui_url: str) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
     page.goto(ui_url)
-    run_compare(page, "What is 2 + 3? Put your final answer within \\boxed{}.")
+    run_compare(page, "What is 2 + 3? Put your final answer within \\boxed{}.", timeout_s=120)
     left = page.locator("#left-chat")
     thought = left.get_by_text("Thought for")
     thought.wait_for(timeout=30_000)
