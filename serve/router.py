@@ -12,13 +12,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar
-from urllib.parse import urlparse
 
 import anyio
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from k15.images import url_problem
 from k15.serve.backends import Backend
 from k15.serve.config import ServeConfig
 from k15.serve.metrics import Metrics
@@ -109,18 +109,8 @@ class Router:
     def check_images(self, request: ChatRequest, backend: Backend, model: str) -> None:
         urls = image_urls(request)
         for url in urls:
-            scheme = urlparse(url).scheme
-            if scheme == "data":
-                if not url.startswith("data:image/") or ";base64," not in url[:100]:
-                    raise OpenAIError(400, "image data URL must be data:image/<type>;base64,…", param="messages")
-            elif scheme in ("http", "https"):
-                host = urlparse(url).hostname or ""
-                if host not in self.cfg.image_url_allowlist:
-                    raise OpenAIError(
-                        400, f"image host '{host}' is not on the allow-list (image_url_allowlist)", param="messages"
-                    )
-            else:
-                raise OpenAIError(400, f"image URL scheme '{scheme}' is not supported", param="messages")
+            if (why := url_problem(url, self.cfg.image_url_allowlist)) is not None:
+                raise OpenAIError(400, why, param="messages")
         if urls and not backend.multimodal:
             raise OpenAIError(400, f"model '{model}' is text-only and does not accept images", param="messages")
 

@@ -1,4 +1,5 @@
-"""``k15 data``: training data — the CPU demo task's splits, long-CoT warmup SFT data and curated prompt sets.
+"""``k15 data``: training data — the CPU demo task's splits, long-CoT warmup SFT data, curated prompt sets and
+text-rendered image prompt sets.
 
 Handlers raise ValueError / OSError / RuntimeError with a one-line message for bad input or an unreachable
 endpoint; the ``k15`` CLI prints it.
@@ -124,8 +125,10 @@ def _load(cls: type[C], args: argparse.Namespace) -> C:
 
 
 def add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``data`` with its ``demo``, ``warmup`` and ``curate`` commands (dest ``data_command``) to ``sub``."""
-    data = sub.add_parser("data", help="build training data: demo splits, long-CoT warmup SFT data, curated prompts")
+    """Add ``data`` with its ``demo``, ``warmup``, ``curate`` and ``render`` commands (dest ``data_command``) to
+    ``sub``."""
+    data = sub.add_parser("data", help="build training data: demo splits, long-CoT warmup SFT data, curated prompts, "
+                          "image prompts")  # fmt: skip
     commands = data.add_subparsers(dest="data_command", required=True)
 
     demo = commands.add_parser("demo", help="write a CPU demo task: train, heldout and sft JSONL")
@@ -143,6 +146,14 @@ def add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _config_flags(warmup, WarmupConfig)
     curate = commands.add_parser("curate", help="difficulty by pass rate; drop hackable and unverifiable items")
     _config_flags(curate, CurateConfig)
+
+    render = commands.add_parser("render", help="text-rendered data: draw a prompt set's problems as image prompts")
+    render.add_argument("input", metavar="INPUT", help="prompt-set JSONL (problem and answer fields)")
+    render.add_argument("out_dir", metavar="OUT_DIR", help="for images/<id>.png and INPUT's name as JSONL; a rerun "
+                        "keeps the images drawn")  # fmt: skip
+    render.add_argument("--limit", type=_count(1), default=None, help="the first N usable problems (default all)")
+    render.add_argument("--width", type=_count(128), default=768, help="image width in pixels (default 768)")
+    render.add_argument("--font-size", type=_count(6), default=24, help="in pixels (default 24)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -175,8 +186,16 @@ def cmd_curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from k15.train.data.render import render_prompt_set
+
+    render_prompt_set(args.input, args.out_dir, limit=args.limit, width=args.width, font_size=args.font_size)
+    return 0
+
+
 DATA_COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
     ("data", "demo"): cmd_demo,
     ("data", "warmup"): cmd_warmup,
     ("data", "curate"): cmd_curate,
+    ("data", "render"): cmd_render,
 }

@@ -1,8 +1,10 @@
 """Training data: RL prompt sets (problem + verifiable answer), SFT examples (prompt + response) and preference
 pairs (prompt + chosen + rejected), as JSONL.
 
-Bad rows (not JSON, missing or empty fields — MATH train has two empty answers) are reported with file and line
-and skipped; a file with no usable row at all is an error.
+Any row may carry images: ``images`` (a list) or ``image`` (one, as MathVista rows name it), each a local file (a
+relative path is under the JSONL file's directory), a ``data:image/…;base64,`` URL or an http(s) URL
+(:mod:`k15.images`). Bad rows (not JSON, missing or empty fields — MATH train has two empty answers —, a missing
+or unreadable image) are reported with file and line and skipped; a file with no usable row at all is an error.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ class Problem:
     grader: str
     record: dict[str, Any]
     difficulty: float | None = None
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SFTExample:
     prompt: str
     response: str
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class PreferencePair:
     prompt: str
     chosen: str
     rejected: str
+    images: tuple[str, ...] = ()
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
@@ -80,25 +85,47 @@ def _difficulty(row: dict[str, Any]) -> float | None:
     return None
 
 
+def _images(row: dict[str, Any], base_dir: Path) -> tuple[str, ...]:
+    """The row's images, resolved (:func:`k15.images.resolve_image`); ValueError says why they are unusable."""
+    from k15.images import resolve_image
+
+    if row.get("images") is not None and row.get("image") is not None:
+        raise ValueError("both 'images' and 'image' (give one)")
+    refs = row.get("images") if row.get("images") is not None else row.get("image")
+    if refs is None:
+        return ()
+    refs = [refs] if isinstance(refs, str) else refs
+    if not isinstance(refs, list) or not all(isinstance(r, str) and r.strip() for r in refs):
+        raise ValueError("'images' must be a list of image paths or URLs")
+    return tuple(resolve_image(r, base_dir) for r in refs)
+
+
 def _usable_rows(
     path: str | Path, fields: tuple[str, ...], what: str, check: Callable[[dict[str, Any]], str | None] | None = None
-) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) of every row whose ``fields`` are all non-empty and that ``check`` does not reject
-    (it returns why); bad rows are reported with file and line and skipped."""
-    rows, skipped = [], 0
+) -> list[tuple[int, dict[str, Any], tuple[str, ...]]]:
+    """(line number, row, its resolved images) of every row whose ``fields`` are all non-empty, whose images are
+    usable and that ``check`` does not reject (it returns why); bad rows are reported with file and line and
+    skipped."""
+    rows, skipped, base_dir = [], 0, Path(path).parent
     for number, row, why in _rows(Path(path)):
+        images: tuple[str, ...] = ()
         if row is not None:
             missing = [k for k in fields if _text(row, k) is None]
             if missing:
                 why = f"missing or empty {', '.join(repr(k) for k in missing)}"
             elif check is not None:
                 why = check(row) or ""
+            if not why:
+                try:
+                    images = _images(row, base_dir)
+                except ValueError as exc:
+                    why = str(exc)
         if why:
             log.warning("%s:%d: skipped: %s", path, number, why)
             skipped += 1
             continue
         assert row is not None
-        rows.append((number, row))
+        rows.append((number, row, images))
     if not rows:
         raise DataFileError(f"{path}: no usable {what} ({skipped} rows skipped)")
     if skipped:
@@ -115,7 +142,8 @@ def load_problems(
 ) -> list[Problem]:
     """Problems of a JSONL file. A row may name its own ``grader`` (a :data:`k15.grading.GRADERS` key); a code row
     (grader ``code``) carries ``test`` (and optionally ``entry_point`` and a code ``prompt``) instead of an answer.
-    ``{problem}`` in the template is its text; template None: the grader's (:func:`k15.prompts.prompt_for`)."""
+    ``{problem}`` in the template is its text; template None: the grader's (:func:`k15.prompts.prompt_for`).
+    MathVista rows (evalsuite's format) load with ``grader="mathvista"`` and ``problem_field="query"``."""
     from k15.grading import CODE_GRADERS, GRADERS
     from k15.prompts import prompt_for
 
@@ -130,18 +158,18 @@ def load_problems(
         return None if _text(row, needed) is not None else f"missing or empty {needed!r}"
 
     problems = []
-    for number, row in _usable_rows(path, (problem_field,), "problem", usable):
+    for number, row, images in _usable_rows(path, (problem_field,), "problem", usable):
         name = row_grader(row)
         text = (prompt_template or prompt_for(name)).format(problem=row[problem_field])
         record = dict(row, answer=str(row.get(answer_field, "")))
-        ident = str(row.get("id", row.get("unique_id", number)))
-        problems.append(Problem(ident, text, name, record, _difficulty(row)))
+        ident = str(row.get("id", row.get("unique_id", row.get("pid", number))))
+        problems.append(Problem(ident, text, name, record, _difficulty(row), images))
     return problems
 
 
-def _load_text_rows(path: str | Path, fields: tuple[str, ...], what: str) -> list[tuple[str, ...]]:
-    """The ``fields`` of every usable row, as strings."""
-    return [tuple(str(row[k]) for k in fields) for _, row in _usable_rows(path, fields, what)]
+def _load_text_rows(path: str | Path, fields: tuple[str, ...], what: str) -> list[tuple[Any, ...]]:
+    """The ``fields`` of every usable row, as strings, then its resolved images."""
+    return [(*(str(row[k]) for k in fields), images) for _, row, images in _usable_rows(path, fields, what)]
 
 
 def load_sft_examples(path: str | Path) -> list[SFTExample]:
