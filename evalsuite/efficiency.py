@@ -146,7 +146,8 @@ def compare(cfg: EfficiencyConfig, results: list[dict[str, Any]]) -> dict[str, A
             "met_by": [r["model"] for r in meeting]}  # fmt: skip
 
 
-def _ratio(value: float | None) -> str:
+def format_ratio(value: float | None) -> str:
+    """A ratio to the long model as printed in the tables (``–`` when there is none)."""
     return "–" if value is None else f"{value:.2f}"
 
 
@@ -157,8 +158,9 @@ def table(report: dict[str, Any]) -> str:
              "|---|---|--:|--:|--:|--:|---|"]  # fmt: skip
     for r in report["rows"]:
         verdict = "–" if r["model"] == LONG or r["task"] != t["task"] else ("met" if r["meets_target"] else "missed")
+        ratios = f"{format_ratio(r['accuracy_ratio'])} | {format_ratio(r['token_ratio'])}"
         lines.append(f"| {r['model']} | {r['task']} | {100 * r['accuracy']:.1f}% | {r['mean_tokens']:.0f} | "
-                     f"{_ratio(r['accuracy_ratio'])} | {_ratio(r['token_ratio'])} | {verdict} |")  # fmt: skip
+                     f"{ratios} | {verdict} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

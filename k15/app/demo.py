@@ -19,7 +19,7 @@ from pydantic import Field
 
 from k15.app.pipeline import LongCoTPipelineConfig
 from k15.config import Config, merged, partial
-from k15.evalsuite.efficiency import LONG, EfficiencyConfig
+from k15.evalsuite.efficiency import LONG, EfficiencyConfig, format_ratio
 from k15.serve.config import ServeConfig
 
 PartialEfficiency = partial(EfficiencyConfig)  # the report section: some EfficiencyConfig keys, the demo sets the rest
@@ -80,9 +80,8 @@ def summary_table(report: dict[str, Any], long: str, short: str) -> str:
     lines = [f"| model | held-out accuracy ({task}) | mean tokens | tokens ÷ long |", "|---|--:|--:|--:|"]
     for r in report["rows"]:
         if r["task"] == task:
-            ratio = "–" if r["token_ratio"] is None else f"{r['token_ratio']:.2f}"
             lines.append(f"| {served.get(r['model'], r['model'])} | {100 * r['accuracy']:.1f}% | "
-                         f"{r['mean_tokens']:.0f} | {ratio} |")  # fmt: skip
+                         f"{r['mean_tokens']:.0f} | {format_ratio(r['token_ratio'])} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
