@@ -33,21 +33,37 @@ def heldout_prompt(path: Path, index: int) -> str:
     return MATH_PROMPT.format(problem=rows[index]["problem"])
 
 
-def run_compare(page: Any, prompt: str, timeout_s: float) -> None:
-    """Send ``prompt`` from the Compare tab of ``page`` and wait until both sides are done."""
+def start_compare(page: Any, prompt: str, max_tokens: int | None = None) -> None:
+    """Send ``prompt`` from the Compare tab of ``page``, with the Max tokens slider at ``max_tokens`` if given."""
+    if max_tokens is not None:
+        box = page.locator("#compare-max-tokens input[type=number]")
+        box.fill(str(max_tokens))
+        box.press("Enter")
     page.locator("#compare-prompt textarea").fill(prompt)
     page.locator("#compare-go").click()
+
+
+def wait_compare(page: Any, timeout_s: float) -> None:
+    """Wait until both sides of the Compare tab of ``page`` are done."""
     for side in ("left", "right"):
         page.locator(f"#{side}-stats").get_by_text("done").wait_for(timeout=timeout_s * 1000)
 
 
-def screenshot(url: str, prompt: str, out: Path, chromium: str, timeout_s: float = 600) -> Path:
+def run_compare(page: Any, prompt: str, timeout_s: float, max_tokens: int | None = None) -> None:
+    """Send ``prompt`` from the Compare tab of ``page`` and wait until both sides are done."""
+    start_compare(page, prompt, max_tokens)
+    wait_compare(page, timeout_s)
+
+
+def screenshot(
+    url: str, prompt: str, out: Path, chromium: str, timeout_s: float = 600, max_tokens: int | None = None
+) -> Path:
     """Run ``prompt`` through the Compare tab at ``url``, open the thinking block and save a full-page PNG."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         page.goto(url)
-        run_compare(page, prompt, timeout_s)
+        run_compare(page, prompt, timeout_s, max_tokens)
         thought = page.locator("#left-chat").get_by_text("Thought for")
         if thought.count():
             thought.first.click()  # open the collapsible thinking block
@@ -65,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--heldout", type=Path, help="a demo task's heldout.jsonl (with --index)")
     parser.add_argument("--index", type=int, default=0, help="which held-out problem (default: the first)")
     parser.add_argument("--out", type=Path, default=Path("docs/ui-compare.png"))
+    parser.add_argument("--max-tokens", type=int, help="the Compare tab's Max tokens (default: the UI's)")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args(argv)
     try:
         prompt = args.prompt or heldout_prompt(args.heldout.expanduser(), args.index)
-        print(f"ui_screenshot: {screenshot(args.url, prompt, args.out, args.chromium)}")
+        print(f"ui_screenshot: {screenshot(args.url, prompt, args.out, args.chromium, max_tokens=args.max_tokens)}")
     except (OSError, ValueError, BrowserError) as exc:
         print(f"ui_screenshot: {exc}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,12 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scripts.ui_screenshot import CHROMIUM_FLAGS, run_compare
+from scripts.ui_screenshot import CHROMIUM_FLAGS, run_compare, start_compare, wait_compare
 from tests.conftest import REPO, SHARED_DATA, TEST_KEY, ServeProcess
 
 pytestmark = pytest.mark.vllm
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "artifacts" / "ui"
+TEST_MAX_TOKENS = 256  # the tiny random models never stop early: keep each stream short on a slow 2-core machine
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +85,17 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
+def streamed_tokens(stats: str) -> int:
+    """Reasoning plus answer tokens from a Compare side's stats line."""
+    return sum(int(n) for n in re.findall(r"(?:reasoning|answer) (\d+) tok", stats))
+
+
 def test_compare_streams_both_modes_and_shows_the_thinking(browser, ui_url: str) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
     page.goto(ui_url)
-    run_compare(page, "What is 2 + 3? Put your final answer within \\boxed{}.", timeout_s=120)
+    run_compare(
+        page, "What is 2 + 3? Put your final answer within \\boxed{}.", timeout_s=120, max_tokens=TEST_MAX_TOKENS
+    )
     left = page.locator("#left-chat")
     thought = left.get_by_text("Thought for")
     thought.wait_for(timeout=30_000)
@@ -95,6 +104,7 @@ def test_compare_streams_both_modes_and_shows_the_thinking(browser, ui_url: str)
     assert "k15-long" in page.locator("#left-stats").inner_text()
     assert "k15-short" in page.locator("#right-stats").inner_text()
     assert "reasoning 0 tok" in page.locator("#right-stats").inner_text()  # the short model does not think
+    assert streamed_tokens(page.locator("#left-stats").inner_text()) <= TEST_MAX_TOKENS  # the slider reached the API
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
     page.close()
 
@@ -104,7 +114,8 @@ def test_screenshot_script_saves_the_compare_tab(ui_url: str, tmp_path: Path) ->
     rows = tmp_path / "heldout.jsonl"
     rows.write_text('{"id": "c-0", "problem": "Make 10 from the numbers 2, 3 and 4."}\n')
     out = tmp_path / "compare.png"
-    script = [sys.executable, str(REPO / "scripts" / "ui_screenshot.py"), "--url", ui_url, "--out", str(out)]
+    script = [sys.executable, str(REPO / "scripts" / "ui_screenshot.py"), "--url", ui_url, "--out", str(out),
+              "--max-tokens", str(TEST_MAX_TOKENS)]  # fmt: skip
     result = subprocess.run([*script, "--heldout", str(rows)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
@@ -117,16 +128,12 @@ def test_two_browser_sessions_generate_independently(browser, ui_url: str) -> No
     for page in pages:
         page.goto(ui_url)
     prompts = ["Session one: 1 + 1?", "Session two: 2 + 2?"]
-    threads_done = []
     for page, prompt in zip(pages, prompts, strict=True):
-        page.locator("#compare-prompt textarea").fill(prompt)
-        page.locator("#compare-go").click()
+        start_compare(page, prompt, max_tokens=TEST_MAX_TOKENS)
     for page, prompt in zip(pages, prompts, strict=True):
-        for side in ("left", "right"):
-            page.locator(f"#{side}-stats").get_by_text("done").wait_for(timeout=120_000)
-        assert prompt in page.locator("#left-chat").inner_text()
-        threads_done.append(page)
-    assert len(threads_done) == 2
+        wait_compare(page, timeout_s=120)
+        chat = page.locator("#left-chat").inner_text()
+        assert prompt in chat and not any(other in chat for other in prompts if other != prompt)
     for page in pages:
         page.close()
 
@@ -154,6 +161,9 @@ def test_chat_tab_multi_turn(browser, ui_url: str) -> None:
     page = browser.new_page()
     page.goto(ui_url)
     page.get_by_role("tab", name="Chat").click()
+    limit = page.locator("#chat-max-tokens input[type=number]")
+    limit.fill(str(TEST_MAX_TOKENS))
+    limit.press("Enter")
     for message in ("First message", "Second message"):
         page.locator("#chat-input textarea").fill(message)
         page.locator("#chat-send").click()

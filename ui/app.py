@@ -169,7 +169,9 @@ class App:
                                          label="reasoning_effort (for the auto model)")  # fmt: skip
                 with gr.Row():
                     temperature = gr.Slider(0, 1.5, value=0.6, step=0.05, label="Temperature")
-                    max_tokens = gr.Slider(16, 8192, value=1024, step=16, label="Max tokens")
+                    max_tokens = gr.Slider(
+                        16, 8192, value=1024, step=16, label="Max tokens", elem_id="compare-max-tokens"
+                    )
                     budget = gr.Slider(0, 8192, value=0, step=16, label="Thinking budget (0 = none)")
                 with gr.Row():
                     go = gr.Button("Compare", variant="primary", elem_id="compare-go")
@@ -191,7 +193,7 @@ class App:
                 message = gr.Textbox(label="Message", elem_id="chat-input")
                 chat_stats = gr.Markdown(elem_id="chat-stats")
                 chat_temperature = gr.Slider(0, 1.5, value=0.6, step=0.05, label="Temperature")
-                chat_max = gr.Slider(16, 8192, value=1024, step=16, label="Max tokens")
+                chat_max = gr.Slider(16, 8192, value=1024, step=16, label="Max tokens", elem_id="chat-max-tokens")
                 with gr.Row():
                     send = gr.Button("Send", variant="primary", elem_id="chat-send")
                     chat_stop = gr.Button("Stop", variant="stop")
