@@ -43,7 +43,7 @@ from k15.train.runtime.deepspeed_setup import load_policy
 
 def shared_policy(model: str | Path, out: Path) -> Path:
     """``model`` with the k15 chat template and think tokens, saved once: the checkpoint both trainers load."""
-    policy, tokenizer = load_policy(model, "float32")
+    policy, tokenizer, _ = load_policy(model, "float32")
     policy.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out

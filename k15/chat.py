@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +22,24 @@ THINK_END = "</think>"
 THINKING_MARKERS = {"reasoning_start_str": THINK_START, "reasoning_end_str": THINK_END}
 CHATML_TOKENS = ("<|im_start|>", "<|im_end|>")
 
-K15_CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
+_TEXT_CONTENT = (
     "{%- set content = message['content'] if message['content'] is string else "
     "message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('\\n') -%}"
+)
+# A vision model's: each image part renders as the model's placeholder, where it stands; text parts as above.
+_VISION_CONTENT = (
+    "{%- if message['content'] is string -%}{%- set content = message['content'] -%}{%- else -%}"
+    "{%- set parts = namespace(text='', prose=false) -%}"
+    "{%- for part in message['content'] -%}"
+    "{%- if part['type'] in ('image', 'image_url') -%}"
+    "{%- set parts.text = parts.text + PLACEHOLDER -%}{%- set parts.prose = false -%}"
+    "{%- elif part['type'] == 'text' -%}"
+    "{%- set parts.text = parts.text + ('\\n' if parts.prose else '') + part['text'] -%}{%- set parts.prose = true -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- set content = parts.text -%}{%- endif -%}"
+)
+_MESSAGES = (
     "{%- if message['role'] == 'assistant' and '</think>' in content -%}"
     "{%- set content = content.split('</think>')[-1].lstrip() -%}"
     "{%- endif -%}"
@@ -38,6 +53,16 @@ K15_CHAT_TEMPLATE = (
     "{%- endif -%}"
     "{%- endif -%}"
 )
+K15_CHAT_TEMPLATE = "{%- for message in messages -%}" + _TEXT_CONTENT + _MESSAGES
+
+
+def k15_chat_template(image_placeholder: str | None = None) -> str:
+    """The k15 think template; with a vision model's ``image_placeholder``, image parts render as it, in place (a
+    loop over the parts, which vLLM's server reads as the "openai" content format and hands image parts to)."""
+    if image_placeholder is None:
+        return K15_CHAT_TEMPLATE
+    content = _VISION_CONTENT.replace("PLACEHOLDER", json.dumps(image_placeholder))
+    return "{%- for message in messages -%}" + content + _MESSAGES
 
 
 @dataclass(frozen=True)
@@ -83,11 +108,27 @@ def ensure_think_tokens(tokenizer: Any, model: Any | None = None) -> int:
     return len(missing)
 
 
-def apply_k15_template(tokenizer: Any) -> None:
-    """Give ``tokenizer`` the k15 think template (needs a ChatML vocabulary) and the think tokens."""
+def apply_k15_template(tokenizer: Any, image_placeholder: str | None = None) -> None:
+    """Give ``tokenizer`` the k15 think template (needs a ChatML vocabulary; with a vision model's
+    ``image_placeholder``, the template renders image parts) and the think tokens."""
     vocab = tokenizer.get_vocab()
     absent = [t for t in CHATML_TOKENS if t not in vocab]
     if absent:
         raise ValueError(f"the k15 chat template is ChatML; this tokenizer lacks {', '.join(absent)}")
     ensure_think_tokens(tokenizer)
-    tokenizer.chat_template = K15_CHAT_TEMPLATE
+    tokenizer.chat_template = k15_chat_template(image_placeholder)
+
+
+def image_placeholder(renderer: Any) -> str | None:
+    """What the chat template of ``renderer`` (a processor or tokenizer) renders an image part of a user turn as —
+    the text around it rendered with and without the image, the difference taken —; None when it renders nothing
+    (a text-only template)."""
+    text = [{"type": "text", "text": "k15-text"}]
+
+    def render(content: list[dict[str, str]]) -> str:
+        return renderer.apply_chat_template([{"role": "user", "content": content}], tokenize=False)
+
+    with_image, without = render([{"type": "image"}, *text]), render(text)
+    start = next((i for i, (a, b) in enumerate(zip(with_image, without, strict=False)) if a != b), len(without))
+    end = len(with_image) - (len(without) - start)
+    return with_image[start:end] or None

@@ -1,4 +1,5 @@
-"""Checkpoint metadata: the ``k15.json`` written beside every Hugging Face checkpoint k15 produces."""
+"""Checkpoint metadata: the ``k15.json`` written beside every Hugging Face checkpoint k15 produces, and whether a
+checkpoint is a vision-language model."""
 
 from __future__ import annotations
 
@@ -62,3 +63,9 @@ def is_checkpoint(path: Path) -> bool:
 
 def size_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def is_multimodal(path: str | Path) -> bool:
+    """A checkpoint takes images when its config has a vision tower."""
+    config = json.loads((Path(path) / "config.json").read_text())
+    return "vision_config" in config

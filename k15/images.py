@@ -1,5 +1,5 @@
 """Image references as serving and training accept them: ``data:image/<type>;base64,…`` URLs, http(s) URLs on
-allow-listed hosts and, in training data, local image files."""
+allow-listed hosts (serving only: training does not fetch images) and, in training data, local image files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import binascii
 import io
 from collections.abc import Collection
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 _SHOWN_CHARS = 60  # a data URL in a message is cut to this
@@ -44,19 +44,20 @@ def _shown(reference: str) -> str:
 
 
 def resolve_image(reference: str, base_dir: Path) -> str:
-    """``reference`` as training data keeps it: a URL as given, a file path made absolute (a relative one under
-    ``base_dir``). ValueError says why it is unusable: a URL :func:`url_problem` refuses (any http(s) host is
-    accepted), a data URL or a file that is missing or not an image Pillow can read. Remote images are not fetched
-    here."""
+    """``reference`` as training data keeps it: a data URL as given, a file path made absolute (a relative one under
+    ``base_dir``). ValueError says why it is unusable: a URL :func:`url_problem` refuses, an http(s) URL (training
+    does not fetch images), a data URL or a file that is missing or not an image Pillow can read."""
     if _is_url(reference):
         if (why := url_problem(reference)) is not None:
             raise ValueError(why)
-        if reference.startswith("data:"):
-            try:
-                data = base64.b64decode(reference.split(",", 1)[1], validate=True)
-            except binascii.Error:
-                raise ValueError(f"image {_shown(reference)}: not valid base64") from None
-            _check_readable(io.BytesIO(data), reference)
+        if not reference.startswith("data:"):
+            raise ValueError(f"image {_shown(reference)}: training does not fetch remote images; download it and "
+                             "give its path (or a data: URL)")  # fmt: skip
+        try:
+            data = base64.b64decode(reference.split(",", 1)[1], validate=True)
+        except binascii.Error:
+            raise ValueError(f"image {_shown(reference)}: not valid base64") from None
+        _check_readable(io.BytesIO(data), reference)
         return reference
     path = (base_dir / reference).resolve()
     if not path.is_file():
@@ -67,6 +68,15 @@ def resolve_image(reference: str, base_dir: Path) -> str:
     except OSError as exc:
         raise ValueError(f"image {_shown(reference)}: cannot be read ({exc.strerror or exc})") from None
     return str(path)
+
+
+def open_image(reference: str) -> Any:
+    """The RGB Pillow image of a reference :func:`resolve_image` returned (a file path or a data URL)."""
+    from PIL import Image
+
+    source = io.BytesIO(base64.b64decode(reference.split(",", 1)[1])) if reference.startswith("data:") else reference
+    with Image.open(source) as image:
+        return image.convert("RGB")
 
 
 def _check_readable(data: BinaryIO, reference: str) -> None:

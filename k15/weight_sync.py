@@ -111,12 +111,14 @@ def shared_memory_dir() -> Path:
 
 
 def _reload(llm: Any, files: tuple[str, ...], tied: tuple[str, str] | None, what: str) -> None:
-    """Every worker reloads ``files`` in place; then the prefix cache goes (its prompt KV came from the old
-    weights)."""
+    """Every worker reloads ``files`` in place; then the prefix cache and the encoder cache go (their prompt KV and
+    image embeddings came from the old weights; left as they are, a vision model's next request with an image seen
+    before fails with "Encoder cache miss")."""
     counts = llm.collective_rpc("k15_reload_weights", args=files, kwargs={"tied": tied})
     if not all(counts):
         raise RuntimeError(f"{what} reached {counts} tensors per worker")
     llm.reset_prefix_cache()
+    llm.llm_engine.reset_encoder_cache()
 
 
 def push_weights(llm: Any, state_dict: Mapping[str, torch.Tensor]) -> float:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from k15.chat import THINKING_MARKERS
-from k15.checkpoint import THINKING_KINDS, read_info
+from k15.checkpoint import THINKING_KINDS, is_multimodal, read_info
 from k15.engine import EngineConfig
 from k15.serve.vllm_server import ServerError, VLLMServer
 
@@ -19,12 +19,6 @@ REASONING_PARSER_PLUGIN = Path(__file__).with_name("reasoning_parser.py")
 def checkpoint_kind(path: Path) -> str:
     info = read_info(path)
     return info.kind.value if info else "unknown"
-
-
-def is_multimodal(path: Path) -> bool:
-    """A checkpoint takes images when its config has a vision tower."""
-    config = json.loads((Path(path) / "config.json").read_text())
-    return "vision_config" in config
 
 
 def reasoning_args(path: Path) -> list[str]:

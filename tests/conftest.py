@@ -190,11 +190,17 @@ def default_stack(default_model: Path):
 
 
 @pytest.fixture(scope="session")
-def vlm_stack(default_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    """``k15 serve`` on a tiny random Idefics3 VLM (tests/vlm.py) under every name; 127.0.0.1 image host allowed."""
+def tiny_vlm(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Idefics3 vision-language model (tests/vlm.py)."""
     from tests.vlm import build_tiny_vlm
 
-    vlm = build_tiny_vlm(default_model, tmp_path_factory.mktemp("vlm") / "tiny-vlm")
+    return build_tiny_vlm(default_model, tmp_path_factory.mktemp("vlm") / "tiny-vlm")
+
+
+@pytest.fixture(scope="session")
+def vlm_stack(tiny_vlm: Path):
+    """``k15 serve`` on the tiny random VLM under every name; 127.0.0.1 image host allowed."""
+    vlm = tiny_vlm
     server = ServeProcess(
         ["--long", str(vlm), "--short", str(vlm), *engine_flags(max_model_len=1024),
          "--set", "image_url_allowlist=[127.0.0.1]"]

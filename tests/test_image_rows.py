@@ -53,13 +53,13 @@ def test_prompt_rows_carry_resolved_images(data_dir: Path) -> None:
     path = write_rows(data_dir / "p.jsonl", [
         {"id": "file", "problem": "1+1?", "answer": "2", "images": ["img/a.png"]},
         {"id": "data", "problem": "2+2?", "answer": "4", "image": url},
-        {"id": "web", "problem": "3+3?", "answer": "6", "images": ["https://example.com/x.png", "img/a.png"]},
+        {"id": "two", "problem": "3+3?", "answer": "6", "images": [url, "img/a.png"]},
         {"id": "text", "problem": "4+4?", "answer": "8"},
     ])  # fmt: skip
     problems = {p.id: p for p in load_problems(path)}
     assert problems["file"].images == (str((data_dir / "img" / "a.png").resolve()),)
     assert problems["data"].images == (url,)
-    assert problems["web"].images == ("https://example.com/x.png", str((data_dir / "img" / "a.png").resolve()))
+    assert problems["two"].images == (url, str((data_dir / "img" / "a.png").resolve()))
     assert problems["text"].images == () and problems["text"].text == "4+4?", "text rows are as before"
 
 
@@ -76,11 +76,11 @@ def test_sft_and_dpo_rows_carry_images(data_dir: Path) -> None:
     url = data_url(png("green"))
     dpo = write_rows(data_dir / "nested" / "dpo.jsonl", [
         {"prompt": "Color?", "chosen": "green", "rejected": "red", "images": [url, "../img/a.png"]},
-        {"prompt": "Where?", "chosen": "here", "rejected": "there", "image": "http://images.example/1.jpg"},
+        {"prompt": "Where?", "chosen": "here", "rejected": "there", "image": "../img/a.png"},
     ])  # fmt: skip
     pairs = load_preference_pairs(dpo)
     assert pairs[0].images == (url, str((data_dir / "img" / "a.png").resolve())), "relative to the JSONL's folder"
-    assert pairs[1].images == ("http://images.example/1.jpg",) and pairs[1].chosen == "here"
+    assert pairs[1].images == (str((data_dir / "img" / "a.png").resolve()),) and pairs[1].chosen == "here"
 
 
 def test_bad_images_are_reported_with_file_and_line_and_skipped(
@@ -94,13 +94,15 @@ def test_bad_images_are_reported_with_file_and_line_and_skipped(
         {"id": "scheme", "problem": "5+5?", "answer": "10", "images": ["file:///etc/passwd"]},
         {"id": "type", "problem": "6+6?", "answer": "12", "images": [3]},
         {"id": "both", "problem": "7+7?", "answer": "14", "images": ["img/a.png"], "image": "img/a.png"},
+        {"id": "web", "problem": "8+8?", "answer": "16", "images": ["https://example.com/x.png"]},
     ])  # fmt: skip
     with caplog.at_level(logging.WARNING):
         problems = load_problems(path)
     assert [p.id for p in problems] == ["ok"]
     for line, why in ((2, "image 'img/nowhere.png': not found"), (3, "image 'img/broken.png': not an image"),
                       (4, "image 'data:image/png;base64,bm90IGFuIGltYWdl': not an image"), (5, "image URL scheme 'file' is not supported"),
-                      (6, "'images' must be a list"), (7, "both 'images' and 'image'")):  # fmt: skip
+                      (6, "'images' must be a list"), (7, "both 'images' and 'image'"),
+                      (8, "image 'https://example.com/x.png': training does not fetch remote images")):  # fmt: skip
         assert f"{path}:{line}: skipped: {why}" in caplog.text
     only_bad = write_rows(data_dir / "bad.jsonl", [{"prompt": "p", "response": "r", "images": ["img/broken.png"]}])
     with pytest.raises(DataFileError, match=r"bad\.jsonl: no usable example \(1 rows skipped\)"):
@@ -110,7 +112,7 @@ def test_bad_images_are_reported_with_file_and_line_and_skipped(
 def test_serving_and_training_share_the_url_rules() -> None:
     assert url_problem("data:image/png;base64,AAAA") is None
     assert url_problem("data:text/plain;base64,aGk=") == "image data URL must be data:image/<type>;base64,…"
-    assert url_problem("https://example.com/a.png") is None, "training data: any host unless an allow-list is given"
+    assert url_problem("https://example.com/a.png") is None, "any host unless an allow-list is given"
     assert url_problem("https://example.com/a.png", ["example.com"]) is None
     assert url_problem("http://169.254.169.254/x", []) == "image host '169.254.169.254' is not on the allow-list " \
         "(image_url_allowlist)"  # fmt: skip

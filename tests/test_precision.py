@@ -56,7 +56,7 @@ def test_a_training_step_in_each_precision_lowers_the_loss(tiny_model: Path, dty
     """The bf16 checkpoint on disk is cast to the chosen precision, and plain AdamW steps on one batch learn it."""
     from k15.train.runtime.deepspeed_setup import load_policy
 
-    model, tokenizer = load_policy(tiny_model, dtype)  # type: ignore[arg-type]
+    model, tokenizer, _ = load_policy(tiny_model, dtype)  # type: ignore[arg-type]
     assert all(p.dtype == getattr(torch, dtype) for p in model.parameters())
     ids = tokenizer(["The answer is 42. The answer is 42."] * 2, return_tensors="pt").input_ids
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)

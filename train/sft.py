@@ -1,5 +1,6 @@
 """Supervised fine-tuning on DeepSpeed: the long-CoT warm-up (§2.3.1 "long-CoT supervised fine-tuning") and the
-``shortest`` long2short method. Loss: mean cross-entropy over the response tokens of each global batch."""
+``shortest`` long2short method. Loss: mean cross-entropy over the response tokens of each global batch. Examples
+with images train a vision-language model on them (the processor's pixel inputs in the forward pass)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from k15.train.rl.rollout import prompt_ids
 from k15.train.runtime.deepspeed_setup import DeepSpeedConfig
 from k15.train.runtime.distributed import all_gather_objects
 from k15.train.runtime.offline import OfflineConfig, OfflineTrainer
+from k15.train.runtime.vision import VisionInputs, check_images
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +31,20 @@ class SFTConfig(OfflineConfig):
     deepspeed: DeepSpeedConfig = DeepSpeedConfig(lr=1e-5)
 
 
-def encode_example(tokenizer: Any, example: SFTExample, max_length: int) -> tuple[list[int], list[int]]:
+def encode_example(
+    tokenizer: Any, example: SFTExample, max_length: int, vision: VisionInputs | None = None
+) -> tuple[list[int], list[int]]:
     """Token ids of prompt (k15 template, which opens ``<think>``) + response + end of turn, and the loss mask
-    (1 on response tokens). A response that repeats the opening ``<think>`` has it removed."""
+    (1 on response tokens). A response that repeats the opening ``<think>`` has it removed. An example with images
+    (``vision``: the model's processor) has them in its prompt, each placeholder expanded, and is cut in its
+    response only: the image tokens stay whole."""
     response = example.response.lstrip()
     response = response[len(THINK_START) :].lstrip("\n") if response.startswith(THINK_START) else response
-    prompt = prompt_ids(tokenizer, example.prompt)
+    if example.images and vision is not None:
+        prompt = vision.prompt(example.prompt, example.images)[1]
+        max_length = max(max_length, len(prompt) + 1)
+    else:
+        prompt = prompt_ids(tokenizer, example.prompt)
     answer = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = (prompt + answer)[:max_length]
     mask = ([0] * len(prompt) + [1] * len(answer))[:max_length]
@@ -47,7 +57,8 @@ class SFTTrainer(OfflineTrainer):
         super().__init__(config)
 
     def encode(self) -> int:
-        self.encoded = [encode_example(self.tokenizer, e, self.cfg.max_length) for e in self.examples]
+        check_images(sum(bool(e.images) for e in self.examples), self.cfg.data, self.base_model, self.vision)
+        self.encoded = [encode_example(self.tokenizer, e, self.cfg.max_length, self.vision) for e in self.examples]
         cut = sum(len(ids) == self.cfg.max_length for ids, _ in self.encoded)
         if cut and self.rank == 0:
             log.warning("%d of %d examples cut to max_length %d", cut, len(self.encoded), self.cfg.max_length)
@@ -62,7 +73,8 @@ class SFTTrainer(OfflineTrainer):
         loss_sum = 0.0
         for m, batch in enumerate(batches):
             self.engine.set_gradient_accumulation_boundary(m == len(batches) - 1)
-            logp, _, _ = self.logprobs(self.engine, [self.encoded[i] for i in batch])
+            logp, _, _ = self.logprobs(self.engine, [self.encoded[i] for i in batch],
+                                       images=[self.examples[i].images for i in batch])  # fmt: skip
             nll = -logp.sum()
             self.backward(nll, total_tokens)  # the token mean over the global batch
             self.engine.step()

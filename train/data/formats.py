@@ -2,9 +2,10 @@
 pairs (prompt + chosen + rejected), as JSONL.
 
 Any row may carry images: ``images`` (a list) or ``image`` (one, as MathVista rows name it), each a local file (a
-relative path is under the JSONL file's directory), a ``data:image/…;base64,`` URL or an http(s) URL
-(:mod:`k15.images`). Bad rows (not JSON, missing or empty fields — MATH train has two empty answers —, a missing
-or unreadable image) are reported with file and line and skipped; a file with no usable row at all is an error.
+relative path is under the JSONL file's directory) or a ``data:image/…;base64,`` URL (:mod:`k15.images`; training
+does not fetch http(s) images). Bad rows (not JSON, missing or empty fields — MATH train has two empty answers —, a
+missing, remote or unreadable image) are reported with file and line and skipped; a file with no usable row at all
+is an error.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,12 @@ def load_sft_examples(path: str | Path) -> list[SFTExample]:
 def load_preference_pairs(path: str | Path) -> list[PreferencePair]:
     """Preference pairs (DPO): rows with ``prompt``, ``chosen`` and ``rejected`` responses."""
     return [PreferencePair(*row) for row in _load_text_rows(path, ("prompt", "chosen", "rejected"), "pair")]
+
+
+def refuse_images(rows: Sequence[Problem | SFTExample | PreferencePair], path: str | Path, where: str) -> None:
+    """DataFileError when rows of ``path`` carry images and ``where`` (a trainer, named by its file) cannot use them:
+    it would train on their text alone."""
+    count = sum(bool(row.images) for row in rows)
+    if count:
+        raise DataFileError(f"{path}: {count} rows have images, and image rows are not supported by {where} yet "
+                            "(it would train on their text alone); drop the images, or use rl / sft")  # fmt: skip

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from k15.checkpoint import Kind
 from k15.config import partial
-from k15.train.data.formats import SFTExample, load_preference_pairs
+from k15.train.data.formats import SFTExample, load_preference_pairs, refuse_images
 from k15.train.long2short.samples import SampledMethodConfig, TrainedWith, collect_samples, summary, train_on
 from k15.train.long2short.shortest import shortest_correct
 from k15.train.rl.loss import dpo_loss
@@ -67,6 +67,7 @@ class DPOTrainer(OfflineTrainer):
 
     def __init__(self, config: DPOConfig) -> None:
         self.pairs = load_preference_pairs(config.data)  # bad data fails here, before any engine starts
+        refuse_images(self.pairs, config.data, "DPO (train/long2short/dpo.py)")
         super().__init__(config)
 
     def encode(self) -> int:

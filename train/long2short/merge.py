@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from k15 import paths
-from k15.checkpoint import CheckpointInfo, Kind, write_info
+from k15.checkpoint import CheckpointInfo, Kind, is_multimodal, write_info
 from k15.config import Config
 from k15.models import resolve_model
 
@@ -80,6 +80,9 @@ def merge_checkpoints(
 
     w_long, w_short = check_weights(weights)
     long, short, out = resolve_model(str(long)), resolve_model(str(short)), Path(out)
+    if is_multimodal(long):
+        raise ValueError(f"{long}: a vision-language checkpoint; merge (train/long2short/merge.py) does not support "
+                         "them yet (it would write no image processor)")  # fmt: skip
     _check_configs(long, short)
     tokenizer = _long_tokenizer(long, short)
     long_files, short_files = _tensor_files(long), _tensor_files(short)

@@ -25,7 +25,7 @@ from k15.config import Config, merged
 from k15.engine import EngineConfig
 from k15.jsonl import read_rows, write_rows
 from k15.models import resolve_model
-from k15.train.data.formats import Problem
+from k15.train.data.formats import Problem, refuse_images
 from k15.train.data.warmup import Journal
 from k15.train.rl.rewards import RewardConfig, Verifier
 from k15.train.rl.rollout import RolloutEngine, Segment, prompt_ids
@@ -173,6 +173,7 @@ def collect_samples(cfg: SampledMethodConfig) -> list[Row]:
     """The record of every prompt of ``cfg.data``, in order, from the samples file; missing ones are
     sampled first, by the first rank while the others wait (skipped when the file is complete)."""
     problems = cfg.data.load()
+    refuse_images(problems, cfg.data.path, "long2short sampling (train/long2short/samples.py: shortest, dpo)")
     ids = [p.id for p in problems]
     duplicate, count = Counter(ids).most_common(1)[0]
     if count > 1:

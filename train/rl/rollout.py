@@ -1,5 +1,6 @@
 """Rollouts through vLLM: one engine per trainer rank, started from the policy's checkpoint and kept in step
-with the trainer by in-memory weight sync (:mod:`k15.weight_sync`)."""
+with the trainer by in-memory weight sync (:mod:`k15.weight_sync`). Prompts with images go in as vLLM's
+multimodal inputs: token ids with one placeholder per image, which vLLM expands, and the images."""
 
 from __future__ import annotations
 
@@ -48,34 +49,51 @@ class Segment:
     finish_reason: str | None
 
 
-class RolloutEngine:
-    """A ``vllm.LLM`` generating from token ids, with the trainer's weights pushed in after each iteration."""
+@dataclass(frozen=True)
+class Images:
+    """A context's images (Pillow images, in placeholder order) and the tokens vLLM adds expanding their
+    placeholders."""
 
-    def __init__(self, model_path: Path, engine: EngineConfig) -> None:
+    pictures: list[Any]
+    extra_tokens: int
+
+
+class RolloutEngine:
+    """A ``vllm.LLM`` generating from token ids, with the trainer's weights pushed in after each iteration.
+    ``banned_token_ids`` are never sampled (a vision model's image placeholders)."""
+
+    def __init__(self, model_path: Path, engine: EngineConfig, banned_token_ids: Sequence[int] = ()) -> None:
         self.max_model_len = engine.max_model_len
+        self.logit_bias = {int(t): -100.0 for t in banned_token_ids} or None  # vLLM's lowest bias
         with without_launcher_env():
             kwargs = engine.llm_kwargs(model_path)
             self.llm = start_engine(model_path, **kwargs)
 
     def generate(
         self, contexts: Sequence[list[int]], max_tokens: Sequence[int], temperature: float, top_p: float,
-        seeds: Sequence[int],
+        seeds: Sequence[int], images: Sequence[Images | None] = (),
     ) -> list[Segment]:  # fmt: skip
-        """One continuation per context; ``max_tokens`` is clipped to what fits in the model's context."""
+        """One continuation per context (``images[i]``: context i's, if any); ``max_tokens`` is clipped to what fits
+        in the model's context."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         prompts, params = [], []
-        for context, budget, seed in zip(contexts, max_tokens, seeds, strict=True):
-            room = self.max_model_len - len(context)
+        for i, (context, budget, seed) in enumerate(zip(contexts, max_tokens, seeds, strict=True)):
+            pictures = images[i] if images else None
+            length = len(context) + (pictures.extra_tokens if pictures else 0)
+            room = self.max_model_len - length
             if room < 1:
                 raise ValueError(
-                    f"a context of {len(context)} tokens leaves no room in max_model_len {self.max_model_len}; "
+                    f"a context of {length} tokens leaves no room in max_model_len {self.max_model_len}; "
                     "raise rollout.engine.max_model_len or lower rollout.max_tokens"
                 )
-            prompts.append(TokensPrompt(prompt_token_ids=list(context)))
+            prompt = TokensPrompt(prompt_token_ids=list(context))
+            if pictures:
+                prompt["multi_modal_data"] = {"image": pictures.pictures}
+            prompts.append(prompt)
             params.append(SamplingParams(temperature=temperature, top_p=top_p, max_tokens=min(budget, room),
-                                         seed=seed, skip_special_tokens=False))  # fmt: skip
+                                         seed=seed, skip_special_tokens=False, logit_bias=self.logit_bias))  # fmt: skip
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return [Segment(list(o.outputs[0].token_ids), o.outputs[0].finish_reason) for o in outputs]
 

@@ -2,7 +2,8 @@
 
 One iteration i, on every rank:
   1. sample prompts (curriculum + prioritized, §2.3.4); this rank takes its share;
-  2. roll out k responses per prompt with vLLM from π_θi, continuing unfinished partial rollouts (§2.6.2);
+  2. roll out k responses per prompt with vLLM from π_θi (a prompt's images as multimodal inputs), continuing
+     unfinished partial rollouts (§2.6.2);
   3. reward: the shared grader (:mod:`k15.grading`) plus the length reward (§2.3.3) once the warm-up is over;
   4. log π_θi(y|x) once, then ``epochs × mini_batches`` optimizer steps on paper Eq. 3 (:mod:`k15.train.rl.loss`);
   5. push the new weights π_θi+1 into the vLLM engine in memory; log metrics; save the resumable state.
@@ -20,16 +21,18 @@ from pydantic import Field, model_validator
 
 from k15.checkpoint import Kind
 from k15.config import Config
+from k15.images import open_image
 from k15.precision import describe
 from k15.train.data.formats import Problem, load_problems
 from k15.train.rl.loss import advantages, mirror_descent_terms
 from k15.train.rl.partial_rollouts import ReplayBuffer, Trajectory, degenerate_repetition
 from k15.train.rl.rewards import RewardConfig, Verifier, length_rewards
-from k15.train.rl.rollout import RolloutConfig, RolloutEngine, prompt_ids
+from k15.train.rl.rollout import Images, RolloutConfig, RolloutEngine, prompt_ids
 from k15.train.rl.sampling import ProblemSampler
 from k15.train.runtime.deepspeed_setup import full_state_dict, reset_optimizer_state
 from k15.train.runtime.distributed import all_gather_objects, barrier
 from k15.train.runtime.trainer import Trainer, TrainerConfig
+from k15.train.runtime.vision import check_images
 
 
 class PromptDataConfig(Config):
@@ -105,10 +108,11 @@ class RLTrainer(Trainer):
 
     def __init__(self, config: RLConfig) -> None:
         self.problems: list[Problem] = config.data.load()  # bad data fails here, before any engine starts
-        self._prompt_cache: dict[int, list[int]] = {}
+        self._prompt_cache: dict[int, tuple[list[int], list[int]]] = {}
         self.verifier = Verifier(config.reward)
         super().__init__(config)
-        self.rollout = RolloutEngine(self.engine_model_path, config.rollout.engine)
+        banned = self.vision.placeholder_ids if self.vision is not None else ()
+        self.rollout = RolloutEngine(self.engine_model_path, config.rollout.engine, banned)
         if self.resumed:
             self.rollout.push(full_state_dict(self.engine))
 
@@ -116,12 +120,15 @@ class RLTrainer(Trainer):
         return f"{super().precision_note()}; rollouts in {describe(self.cfg.rollout.engine.dtype)}"
 
     def prepare(self, model: Any, model_path: Path) -> None:
+        check_images(sum(bool(p.images) for p in self.problems), self.cfg.data.path, str(model_path), self.vision)
         self.engine_model_path = model_path
         if model.get_input_embeddings().num_embeddings != _vocab_size(model_path):
             self.engine_model_path = self.run_dir / "init"  # vLLM must see the same vocabulary as the trainer
             if self.rank == 0:
                 model.save_pretrained(self.engine_model_path)
-                self.tokenizer.save_pretrained(self.engine_model_path)
+                (self.vision.processor if self.vision is not None else self.tokenizer).save_pretrained(
+                    self.engine_model_path
+                )
             barrier()
 
     def restore(self, shared: dict[str, Any] | None, own: dict[str, Any] | None) -> None:
@@ -152,10 +159,29 @@ class RLTrainer(Trainer):
 
     # -- rollouts and rewards ------------------------------------------------------------------------------------
 
-    def prompt_ids(self, problem: int) -> list[int]:
+    def prompts(self, problem: int) -> tuple[list[int], list[int]]:
+        """The problem's prompt as the engine continues from it and as the trainer scores it: the same ids for
+        text; for a prompt with images, one placeholder per image and the placeholders expanded
+        (:meth:`VisionInputs.prompt`)."""
         if problem not in self._prompt_cache:
-            self._prompt_cache[problem] = prompt_ids(self.tokenizer, self.problems[problem].text)
+            p = self.problems[problem]
+            if p.images and self.vision is not None:
+                self._prompt_cache[problem] = self.vision.prompt(p.text, p.images)
+            else:
+                ids = prompt_ids(self.tokenizer, p.text)
+                self._prompt_cache[problem] = (ids, ids)
         return self._prompt_cache[problem]
+
+    def prompt_ids(self, problem: int) -> list[int]:
+        return self.prompts(problem)[0]
+
+    def image_inputs(self, problem: int) -> Images | None:
+        """The problem's images for the engine, or None for a text prompt."""
+        references = self.problems[problem].images
+        if not references:
+            return None
+        engine_ids, model_ids = self.prompts(problem)
+        return Images([open_image(r) for r in references], len(model_ids) - len(engine_ids))
 
     def _seed(self, iteration: int, t: Trajectory) -> int:
         return (self.cfg.seed * 1_000_003 + iteration * 7_919 + t.round * 131 + t.problem * 17 + t.sample) % 2**31
@@ -168,16 +194,19 @@ class RLTrainer(Trainer):
         if not active:
             return [], 0
         budgets = [min(r.segment_tokens or r.max_tokens, r.max_tokens - len(t.response_ids)) for t in active]
+        images = {p: self.image_inputs(p) for p in {t.problem for t in active}}
         segments = self.rollout.generate([t.context_ids() for t in active], budgets, r.temperature, r.top_p,
-                                         [self._seed(iteration, t) for t in active])  # fmt: skip
+                                         [self._seed(iteration, t) for t in active],
+                                         [images[t.problem] for t in active])  # fmt: skip
         for t, segment in zip(active, segments, strict=True):
             t.extend(segment.token_ids, iteration)
             length = len(t.response_ids)
+            extra = images[t.problem].extra_tokens if images[t.problem] else 0
             if r.repetition_stop and degenerate_repetition(t.response_ids):
                 t.finished = t.repeated = True
             elif segment.finish_reason == "stop":
                 t.finished = True
-            elif length >= r.max_tokens or len(t.context_ids()) >= self.rollout.max_model_len:
+            elif length >= r.max_tokens or len(t.context_ids()) + extra >= self.rollout.max_model_len:
                 t.finished = t.truncated = True
             self.buffer.add(t)
         self.verify([t for t in active if t.finished])
@@ -204,7 +233,7 @@ class RLTrainer(Trainer):
     def _forward(self, model: Any, batch: list[dict[str, Any]], with_entropy: bool = False):
         """Log π(y|x) of the policy the rollouts sampled: the model at the rollout temperature."""
         return self.logprobs(model, [(s["ids"], s["mask"]) for s in batch], with_entropy,
-                             self.cfg.rollout.temperature)  # fmt: skip
+                             self.cfg.rollout.temperature, [s["images"] for s in batch])  # fmt: skip
 
     def update(self, samples: list[dict[str, Any]]) -> dict[str, float]:
         """Paper Eq. 3 steps on this iteration's samples; returns summed statistics for logging."""
@@ -271,9 +300,11 @@ class RLTrainer(Trainer):
         advantage = advantages(rewards, group_ids).tolist() if finished else []  # r − r̄ over each prompt's k samples
         samples = []
         for (t, _, _), adv in zip(finished, advantage, strict=True):
-            mask = [0] * len(t.prompt_ids) + t.loss_mask(i)
+            prompt = self.prompts(t.problem)[1]  # as the trainer scores it: a prompt's images expanded
+            mask = [0] * len(prompt) + t.loss_mask(i)
             if any(mask):  # only the current policy's segment trains; older ones were context
-                samples.append({"ids": t.context_ids(), "mask": mask, "advantage": adv})
+                samples.append({"ids": prompt + t.response_ids, "mask": mask, "advantage": adv,
+                                "images": self.problems[t.problem].images})  # fmt: skip
         stats = self.update(samples)
         started = time.perf_counter()
         sync_s = self.rollout.push(full_state_dict(self.engine))
@@ -323,6 +354,7 @@ def _tokens(sample: dict[str, Any]) -> int:
 
 
 def _vocab_size(path: Path) -> int:
+    """The checkpoint's vocabulary (a vision-language model's: its text model's)."""
     from transformers import AutoConfig
 
-    return int(AutoConfig.from_pretrained(path).vocab_size)
+    return int(AutoConfig.from_pretrained(path).get_text_config().vocab_size)

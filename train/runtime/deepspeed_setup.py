@@ -10,12 +10,13 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from k15.checkpoint import CheckpointInfo, write_info
+from k15.checkpoint import CheckpointInfo, is_multimodal, write_info
 from k15.config import Config
 from k15.failpoints import failpoint
 from k15.precision import DType, resolve, torch_dtype
 from k15.train.runtime.distributed import world_size
 from k15.train.runtime.state import WriteError, write_failure
+from k15.train.runtime.vision import VisionInputs, load_vision
 
 _STATE_FORMAT = {0: 0, 1: 2, 2: 2, 3: 3}  # ZeRO stage → the stage whose saved state it can resume from
 
@@ -83,27 +84,34 @@ class DeepSpeedConfig(Config):
         }
 
 
-def load_policy(path: str | Path, dtype: DType = "auto") -> tuple[Any, Any]:
-    """The model (cast to ``dtype``) and tokenizer at ``path``, with the k15 think template and tokens."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_policy(path: str | Path, dtype: DType = "auto") -> tuple[Any, Any, VisionInputs | None]:
+    """The model (cast to ``dtype``) and tokenizer at ``path``, with the k15 think template and tokens; for a
+    vision-language model (a ``vision_config`` in its config) also its processor (:func:`load_vision`), else None."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
     from k15.chat import apply_k15_template, ensure_think_tokens
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    apply_k15_template(tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
+    vision = load_vision(Path(path)) if is_multimodal(path) else None
+    if vision is not None:
+        tokenizer = vision.tokenizer
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype(dtype))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        apply_k15_template(tokenizer)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
     ensure_think_tokens(tokenizer, model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return model, tokenizer, vision
 
 
 def build_engine(model: Any, config: DeepSpeedConfig, saved_stage: int | None = None) -> Any:
-    """The DeepSpeed engine; ``saved_stage``: the ZeRO stage of the state it will resume from, if any."""
+    """The DeepSpeed engine; ``saved_stage``: the ZeRO stage of the state it will resume from, if any. Frozen
+    parameters (``requires_grad=False``: a frozen vision tower) are not given to the optimizer."""
     import deepspeed
 
     embedding = model.get_input_embeddings().weight
-    rest = [p for p in model.parameters() if p is not embedding]
+    rest = [p for p in model.parameters() if p is not embedding and p.requires_grad]
     groups = [{"params": rest}, {"params": [embedding], "lr": config.lr * config.embedding_lr_scale}]
     engine, *_ = deepspeed.initialize(model=model, model_parameters=groups, config=config.as_dict(saved_stage))
     return engine
@@ -127,7 +135,8 @@ def reset_optimizer_state(engine: Any) -> None:
 
 
 def export_hf(engine: Any, tokenizer: Any, out: Path, info: CheckpointInfo, is_writer: bool) -> Path:
-    """Write a Hugging Face checkpoint (safetensors, tokenizer with the k15 template, ``k15.json``) atomically.
+    """Write a Hugging Face checkpoint (safetensors, tokenizer with the k15 template, ``k15.json``) atomically;
+    ``tokenizer`` is a vision model's processor for one (it writes its tokenizer and image processor too).
 
     Every rank must call it (ZeRO-3 gathers collectively); only ``is_writer`` writes.
     """

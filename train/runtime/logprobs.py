@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -41,26 +41,32 @@ def _takes_logits_to_keep(model_class: type) -> bool:
     return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
-def next_token_logits(model: Any, ids: Tensor, attention: Tensor, start: int = 0) -> Tensor:
-    """The logits that predict tokens ``start + 1 …`` (positions ``start …`` but the last). The output layer runs
-    on those positions only when the model takes ``logits_to_keep``: a prompt shared by the batch costs no logits."""
+def next_token_logits(
+    model: Any, ids: Tensor, attention: Tensor, start: int = 0, pixels: Mapping[str, Tensor] | None = None
+) -> Tensor:
+    """The logits that predict tokens ``start + 1 …`` (positions ``start …`` but the last); ``pixels``: a vision
+    model's image inputs for the batch (its processor's). The output layer runs on those positions only when the
+    model takes ``logits_to_keep``: a prompt shared by the batch costs no logits."""
+    extra = {k: v.to(ids.device) for k, v in (pixels or {}).items()}
     if start > 0 and _keeps_logits(model):
-        return model(input_ids=ids, attention_mask=attention, logits_to_keep=ids.shape[1] - start).logits[:, :-1]
-    return model(input_ids=ids, attention_mask=attention).logits[:, start:-1]
+        return model(input_ids=ids, attention_mask=attention, logits_to_keep=ids.shape[1] - start,
+                     **extra).logits[:, :-1]  # fmt: skip
+    return model(input_ids=ids, attention_mask=attention, **extra).logits[:, start:-1]
 
 
-def token_logprobs(model: Any, ids: Tensor, attention: Tensor) -> Tensor:
+def token_logprobs(model: Any, ids: Tensor, attention: Tensor, pixels: Mapping[str, Tensor] | None = None) -> Tensor:
     """log π(token_{t+1} | tokens_≤t) for every position t."""
-    logp_all = torch.log_softmax(next_token_logits(model, ids, attention).float(), dim=-1)
+    logp_all = torch.log_softmax(next_token_logits(model, ids, attention, 0, pixels).float(), dim=-1)
     return logp_all.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
 
 
 def sequence_logprobs(
     model: Any, sequences: Sequence[list[int]], masks: Sequence[list[int]], pad_id: int,
-    with_entropy: bool = False, temperature: float = 1.0,
+    with_entropy: bool = False, temperature: float = 1.0, pixels: Mapping[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
     """Σ_t log π(y_t | x, y_<t) over the masked tokens of each sequence; the mean entropy of π over those tokens
-    (when asked; never differentiated) and the count of masked tokens.
+    (when asked; never differentiated) and the count of masked tokens. ``pixels``: a vision model's image inputs
+    for the batch, whose sequences carry the images' expanded placeholders.
 
     π is the model's softmax at ``temperature`` (logits divided by it): the policy that rollouts sampled at that
     temperature actually follow, so the loss is on-policy for them (as verl and OpenRLHF do). 0 means greedy and
@@ -73,7 +79,7 @@ def sequence_logprobs(
     columns = mask.any(0).nonzero()
     start = int(columns[0]) if len(columns) else mask.shape[1] - 1
     trained = mask[:, start:].bool()
-    logits = next_token_logits(model, ids, attention, start)[trained].float()  # (masked tokens, vocabulary)
+    logits = next_token_logits(model, ids, attention, start, pixels)[trained].float()  # (masked tokens, vocabulary)
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
     token_logp = -F.cross_entropy(logits, ids[:, start + 1 :][trained], reduction="none")

@@ -32,6 +32,7 @@ from k15.train.runtime.distributed import (
 from k15.train.runtime.logprobs import sequence_logprobs
 from k15.train.runtime.metrics_log import MetricsLogger, rounded
 from k15.train.runtime.state import load_state, save_state, saved_zero_stage
+from k15.train.runtime.vision import freeze_vision_tower
 
 
 class TrainerConfig(Config):
@@ -46,6 +47,9 @@ class TrainerConfig(Config):
     state_every: int = Field(20, ge=1, description="save the resumable state every N steps")
     keep_states: int = Field(2, ge=1)
     seed: int = 0
+    freeze_vision_tower: bool = Field(
+        False, description="a vision-language model's vision tower is not trained (not in the optimizer)"
+    )
     tensorboard: bool = True
     wandb: bool = False
 
@@ -69,10 +73,13 @@ class Trainer(ABC):
         torch.manual_seed(config.seed)
         model_path = resolve_model(config.model)
         self.base_model = str(model_path)
-        model, self.tokenizer = load_policy(model_path, config.deepspeed.dtype)
+        model, self.tokenizer, self.vision = load_policy(model_path, config.deepspeed.dtype)
         self.pad_id: int = self.tokenizer.pad_token_id
+        frozen = freeze_vision_tower(model, str(model_path)) if config.freeze_vision_tower else 0
         if self.rank == 0:
             print(f"k15 train: {self.precision_note()}", flush=True)
+            if frozen:
+                print(f"k15 train: vision tower frozen ({frozen:,} parameters)", flush=True)
         self.prepare(model, model_path)
         self.engine = build_engine(model, config.deepspeed, saved_zero_stage(self.run_dir / "state"))
         restored = load_state(self.engine, self.run_dir / "state")
@@ -132,13 +139,19 @@ class Trainer(ABC):
     def micro_batches(self, items: list[Any], length: Callable[[Any], int]) -> list[list[Any]]:
         return self.mini_batches(items, 1, length)[0]
 
-    def logprobs(self, model: Any, sequences: Sequence[tuple[list[int], list[int]]], with_entropy: bool = False,
-                 temperature: float = 1.0) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
-        """Sequence log-probs of (ids, loss mask) pairs at ``temperature``; an empty micro-batch runs one pad
-        sequence that trains nothing, so that every rank makes the same passes."""
+    def logprobs(
+        self, model: Any, sequences: Sequence[tuple[list[int], list[int]]], with_entropy: bool = False,
+        temperature: float = 1.0, images: Sequence[Sequence[str]] = (),
+    ) -> tuple[Tensor, Tensor | None, Tensor]:  # fmt: skip
+        """Sequence log-probs of (ids, loss mask) pairs at ``temperature``; ``images[i]``: the images of sequence i
+        (its prompt's placeholders expanded), none for text. An empty micro-batch runs one pad sequence that trains
+        nothing, so that every rank makes the same passes."""
         sequences = list(sequences) or [([self.pad_id, self.pad_id], [0, 0])]
+        pixels = None
+        if self.vision is not None and any(images):
+            pixels = self.vision.pixel_inputs(images, next(model.parameters()).dtype)
         return sequence_logprobs(model, [s[0] for s in sequences], [s[1] for s in sequences], self.pad_id,
-                                 with_entropy, temperature)  # fmt: skip
+                                 with_entropy, temperature, pixels)  # fmt: skip
 
     def backward(self, loss_sum: Tensor, global_count: float) -> None:
         """Backward of ``loss_sum`` / ``global_count`` (the mean over all ranks' items): DeepSpeed averages
@@ -152,7 +165,8 @@ class Trainer(ABC):
                               method=self.cfg.method, iteration=self.step, metrics=rounded(metrics))  # fmt: skip
 
     def export(self, out: Path, metrics: dict[str, float]) -> Path:
-        return export_hf(self.engine, self.tokenizer, out, self.checkpoint_info(metrics), self.rank == 0)
+        saver = self.vision.processor if self.vision is not None else self.tokenizer
+        return export_hf(self.engine, saver, out, self.checkpoint_info(metrics), self.rank == 0)
 
     def train(self) -> Path:
         """Run the remaining steps; returns the final Hugging Face checkpoint."""
