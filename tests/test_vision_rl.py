@@ -1,6 +1,7 @@
 """Vision RL (issue 14) on a tiny random Idefics3 VLM (tests/vlm.py): SFT on image traces, one RL iteration on image
 prompts (real vLLM with images, real DeepSpeed), the log-prob agreement of vLLM and the trainer with images, the
-vision tower frozen, resume, and the trainers without image support refusing image rows."""
+vision tower frozen, resume, the long2short methods (merge, shortest, DPO) on the VLM, and a text-only model
+refusing image rows."""
 
 from __future__ import annotations
 
@@ -165,23 +166,121 @@ def test_frozen_vision_tower_resumes_after_a_kill_and_exports(vlm_sft: Path, ima
     assert any(not torch.equal(start[k], end[k]) for k in start if ".text_model." in k)
 
 
-def test_trainers_without_image_support_refuse_image_rows(tiny_model: Path, tiny_vlm: Path, image_data: Path,
-                                                          tmp_path: Path) -> None:  # fmt: skip
-    from k15.train.data.formats import DataFileError
-    from k15.train.long2short.dpo import DPOConfig, DPOTrainer
+def assert_vision_checkpoint(path: Path, method: str) -> None:
+    """``path`` is a k15 long2short checkpoint of ``method`` that loads as a vision-language policy, with the
+    processor and the k15 template (image parts as the model's placeholder)."""
+    from transformers import AutoProcessor
 
-    pairs = image_data / "pairs.jsonl"
-    with pytest.raises(DataFileError, match=r"pairs\.jsonl: 1 rows have images, and image rows are not supported by "
-                       r"DPO \(train/long2short/dpo\.py\) yet"):  # fmt: skip
-        DPOTrainer(DPOConfig(model=str(tiny_vlm), data=str(pairs), output_dir=str(tmp_path / "dpo")))
-    shortest = run_k15("train", "long2short", "--method", "shortest", "--set", f"model={tiny_vlm}",
-                       "--set", f"data.path={image_data / 'prompts.jsonl'}", "--set", f"output_dir={tmp_path / 's'}")  # fmt: skip
-    assert shortest.returncode == 2 and "Traceback" not in shortest.stderr
-    assert "image rows are not supported by long2short sampling (train/long2short/samples.py" in shortest.stderr
-    config = rl_config(tmp_path / "rl.yaml", tiny_model, image_data / "prompts.jsonl", tmp_path / "text-only")
-    text_only = run_k15("train", "rl", "--config", str(config))
-    assert text_only.returncode == 2 and "Traceback" not in text_only.stderr
-    assert "prompts.jsonl: 8 rows have images, and" in text_only.stderr and "is a text-only model" in text_only.stderr
+    from k15.chat import k15_chat_template
+    from k15.checkpoint import read_info
+    from k15.train.runtime.deepspeed_setup import load_policy
+
+    info = read_info(path)
+    assert info is not None and (info.kind, info.method) == ("long2short", method)
+    assert (path / "processor_config.json").is_file()
+    assert AutoProcessor.from_pretrained(path).chat_template == k15_chat_template("<image>")
+    model, _, vision = load_policy(path)
+    assert vision is not None and type(model).__name__ == "Idefics3ForConditionalGeneration"
+
+
+def test_merge_averages_a_vision_checkpoint_and_keeps_its_processor(
+    vlm_sft: Path, tiny_vlm: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from tests.test_long2short import weights
+
+    long = vlm_sft / "final"
+    result = run_k15("train", "long2short", "--method", "merge", "--set", f"long={long}", "--set", f"short={tiny_vlm}",
+                     "--set", f"output_dir={tmp_path}", timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    merged, a, b = weights(tmp_path / "final"), weights(long), weights(tiny_vlm)
+    assert merged.keys() == a.keys() and any(".vision_model." in k for k in merged)
+    for name, tensor in merged.items():
+        assert torch.equal(tensor, (0.5 * a[name].float() + 0.5 * b[name].float()).to(tensor.dtype)), name
+    assert any(not torch.equal(merged[k], a[k]) for k in merged if ".vision_model." in k)
+    assert_vision_checkpoint(tmp_path / "final", "merge")
+
+
+def sampled_config(path: Path, model: Path, data: Path, out: Path, **changes: object) -> Path:
+    config = {"model": str(model), "data": {"path": str(data), "prompt_template": "{problem}"},
+              "output_dir": str(out), "sampling": {"n": 4, "max_tokens": 24, "engine": ENGINE}, **changes}  # fmt: skip
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def vlm_shortest(vlm_sft: Path, image_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``k15 train long2short --method shortest`` on the image prompts: vLLM samples with the images, then SFT."""
+    out = tmp_path_factory.mktemp("vlm-shortest")
+    sft = {"epochs": 1, "batch_size": 8, "deepspeed": {"lr": 1e-3, "micro_batch_size": 8}, "tensorboard": False}
+    data = image_data / "prompts.jsonl"
+    config = sampled_config(out / "shortest.yaml", vlm_sft / "final", data, out / "run", sft=sft)
+    result = run_k15("train", "long2short", "--method", "shortest", "--config", str(config), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out / "run"
+
+
+def test_shortest_samples_image_prompts_with_their_images_and_fine_tunes_on_them(
+    vlm_shortest: Path, vlm_sft: Path, image_data: Path
+) -> None:
+    from k15.train.data.formats import load_problems, load_sft_examples
+    from k15.train.long2short.samples import read_records
+    from tests.test_long2short import max_change
+
+    records = read_records(vlm_shortest / "samples.jsonl")
+    problems = load_problems(image_data / "prompts.jsonl")
+    assert [r["images"] for r in records] == [list(p.images) for p in problems]
+    samples = [s for r in records for s in r["samples"]]
+    assert len(samples) == 32 and any(s["correct"] for s in samples)
+    assert not any("<image>" in s["text"] for s in samples), "placeholders are never sampled"
+    examples = load_sft_examples(vlm_shortest / "shortest.jsonl")
+    assert examples and all(len(e.images) == 1 for e in examples)
+    assert len(read_metrics(vlm_shortest)) == 1
+    assert_vision_checkpoint(vlm_shortest / "final", "shortest")
+    assert max_change(vlm_sft / "final", vlm_shortest / "final") > 1e-4
+
+
+def test_dpo_trains_on_image_pairs(vlm_shortest: Path, vlm_sft: Path, image_data: Path, tmp_path: Path) -> None:
+    """The shortest run's samples (complete: not sampled again) as DPO pairs with their images; one DPO step."""
+    import math
+
+    from tests.test_long2short import max_change
+
+    dpo = {"epochs": 1, "batch_size": 64, "deepspeed": {"lr": 1e-3, "micro_batch_size": 4}, "tensorboard": False}
+    config = sampled_config(tmp_path / "dpo.yaml", vlm_sft / "final", image_data / "prompts.jsonl", tmp_path / "run",
+                            samples=str(vlm_shortest / "samples.jsonl"), length_ratio=1.0, dpo=dpo)  # fmt: skip
+    result = run_k15("train", "long2short", "--method", "dpo", "--config", str(config), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sampling skipped" in result.stdout
+    pairs = [json.loads(line) for line in (tmp_path / "run" / "pairs.jsonl").read_text().splitlines()]
+    assert pairs and all(len(p["images"]) == 1 for p in pairs)
+    (row,) = read_metrics(tmp_path / "run")
+    assert row["loss"] == pytest.approx(math.log(2), abs=0.02) and row["grad_norm"] > 0
+    assert_vision_checkpoint(tmp_path / "run" / "final", "dpo")
+    assert max_change(vlm_sft / "final", tmp_path / "run" / "final") > 1e-4
+
+
+def test_a_text_only_model_given_image_rows_fails_naming_the_file(
+    tiny_model: Path, image_data: Path, tmp_path: Path
+) -> None:
+    prompts, sft, pairs = (image_data / f for f in ("prompts.jsonl", "sft.jsonl", "pairs.jsonl"))
+    config = rl_config(tmp_path / "rl.yaml", tiny_model, prompts, tmp_path / "rl")
+    shortest = sampled_config(tmp_path / "shortest.yaml", tiny_model, prompts, tmp_path / "shortest")
+    for args, expected in (
+        (["rl", "--config", str(config)], f"{prompts}: 8 rows have images, and"),
+        (["sft", "--set", f"model={tiny_model}", "--set", f"data={sft}", "--set", f"output_dir={tmp_path / 'sft'}"],
+         f"{sft}: 8 rows have images, and"),
+        (["long2short", "--method", "shortest", "--config", str(shortest)], f"{prompts}: 8 rows have images, and"),
+    ):  # fmt: skip
+        result = run_k15("train", *args, timeout=300)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert expected in result.stderr and "is a text-only model" in result.stderr
+    assert not (tmp_path / "shortest" / "samples.jsonl").exists()
+    code = ("from k15.train.long2short.dpo import DPOConfig, DPOTrainer\n"
+            f"DPOTrainer(DPOConfig(model={str(tiny_model)!r}, data={str(pairs)!r}, output_dir={str(tmp_path)!r}))")  # fmt: skip
+    dpo = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert dpo.returncode != 0 and f"{pairs}: 1 rows have images, and" in dpo.stderr, dpo.stderr[-3000:]
 
 
 def test_the_gpu_vision_config_is_valid() -> None:

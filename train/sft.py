@@ -57,7 +57,8 @@ class SFTTrainer(OfflineTrainer):
         super().__init__(config)
 
     def encode(self) -> int:
-        check_images(sum(bool(e.images) for e in self.examples), self.cfg.data, self.base_model, self.vision)
+        image_rows = sum(bool(e.images) for e in self.examples)
+        check_images(image_rows, self.cfg.data, self.base_model, self.vision is not None)
         self.encoded = [encode_example(self.tokenizer, e, self.cfg.max_length, self.vision) for e in self.examples]
         cut = sum(len(ids) == self.cfg.max_length for ids, _ in self.encoded)
         if cut and self.rank == 0:

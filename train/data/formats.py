@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,12 +181,3 @@ def load_sft_examples(path: str | Path) -> list[SFTExample]:
 def load_preference_pairs(path: str | Path) -> list[PreferencePair]:
     """Preference pairs (DPO): rows with ``prompt``, ``chosen`` and ``rejected`` responses."""
     return [PreferencePair(*row) for row in _load_text_rows(path, ("prompt", "chosen", "rejected"), "pair")]
-
-
-def refuse_images(rows: Sequence[Problem | SFTExample | PreferencePair], path: str | Path, where: str) -> None:
-    """DataFileError when rows of ``path`` carry images and ``where`` (a trainer, named by its file) cannot use them:
-    it would train on their text alone."""
-    count = sum(bool(row.images) for row in rows)
-    if count:
-        raise DataFileError(f"{path}: {count} rows have images, and image rows are not supported by {where} yet "
-                            "(it would train on their text alone); drop the images, or use rl / sft")  # fmt: skip

@@ -1,6 +1,7 @@
 """DPO for long2short (§2.4) on DeepSpeed: the shortest correct response of a prompt is preferred to its wrong
 responses and to its correct ones that are much longer. The reference policy is the starting model, whose
-log-probabilities are computed once before the first step (and kept in the resumable state)."""
+log-probabilities are computed once before the first step (and kept in the resumable state). Pairs with images
+train a vision-language model on them, as SFT does (prompt placeholders expanded, pixel inputs in both passes)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,20 @@ from torch import Tensor
 
 from k15.checkpoint import Kind
 from k15.config import partial
-from k15.train.data.formats import SFTExample, load_preference_pairs, refuse_images
-from k15.train.long2short.samples import SampledMethodConfig, TrainedWith, collect_samples, summary, train_on
+from k15.train.data.formats import SFTExample, load_preference_pairs
+from k15.train.long2short.samples import (
+    SampledMethodConfig,
+    TrainedWith,
+    collect_samples,
+    summary,
+    train_on,
+    with_images,
+)
 from k15.train.long2short.shortest import shortest_correct
 from k15.train.rl.loss import dpo_loss
 from k15.train.runtime.distributed import all_gather_objects
 from k15.train.runtime.offline import OfflineConfig, OfflineTrainer
+from k15.train.runtime.vision import check_images
 from k15.train.sft import encode_example
 
 Row = dict[str, Any]
@@ -47,8 +56,8 @@ def build_pairs(records: list[Row], length_ratio: float = 1.5) -> tuple[list[Row
             else:
                 continue
             counts[rule] += 1
-            pairs.append({"id": record["id"], "prompt": record["prompt"], "chosen": chosen["text"],
-                          "rejected": sample["text"], "rule": rule})  # fmt: skip
+            pairs.append({"id": record["id"], "prompt": record["prompt"], **with_images(record.get("images", ())),
+                          "chosen": chosen["text"], "rejected": sample["text"], "rule": rule})  # fmt: skip
     return pairs, counts
 
 
@@ -67,14 +76,14 @@ class DPOTrainer(OfflineTrainer):
 
     def __init__(self, config: DPOConfig) -> None:
         self.pairs = load_preference_pairs(config.data)  # bad data fails here, before any engine starts
-        refuse_images(self.pairs, config.data, "DPO (train/long2short/dpo.py)")
         super().__init__(config)
 
     def encode(self) -> int:
-        length = self.cfg.max_length
+        check_images(sum(bool(p.images) for p in self.pairs), self.cfg.data, self.base_model, self.vision is not None)
+        length, vision = self.cfg.max_length, self.vision
         self.encoded = [
-            (encode_example(self.tokenizer, SFTExample(p.prompt, p.chosen), length),
-             encode_example(self.tokenizer, SFTExample(p.prompt, p.rejected), length))
+            (encode_example(self.tokenizer, SFTExample(p.prompt, p.chosen, p.images), length, vision),
+             encode_example(self.tokenizer, SFTExample(p.prompt, p.rejected, p.images), length, vision))
             for p in self.pairs
         ]  # fmt: skip
         return len(self.encoded)
@@ -93,7 +102,7 @@ class DPOTrainer(OfflineTrainer):
         """Sequence log-probs of the chosen and of the rejected responses of ``batch``, in one forward pass (an
         empty batch runs one pad sequence, so that every rank makes the same passes)."""
         sequences = [self.encoded[i][0] for i in batch] + [self.encoded[i][1] for i in batch]
-        logp, _, _ = self.logprobs(model, sequences)
+        logp, _, _ = self.logprobs(model, sequences, images=[self.pairs[i].images for i in batch] * 2)
         return logp[: len(batch)], logp[len(batch) : 2 * len(batch)]
 
     def reference_logprobs(self) -> list[list[float]]:

@@ -1,6 +1,6 @@
 """Model merging (long2short, §2.4): the weighted average of a long-CoT and a short-CoT model's weights, for two
-checkpoints of one architecture and one tokenizer. Tensors are averaged in float32 and stored in the long model's
-dtype, shard by shard, so memory holds one shard at a time."""
+checkpoints of one architecture and one tokenizer (a vision-language model's vision tower included). Tensors are
+averaged in float32 and stored in the long model's dtype, shard by shard, so memory holds one shard at a time."""
 
 from __future__ import annotations
 
@@ -30,9 +30,13 @@ def check_weights(weights: Sequence[float]) -> tuple[float, float]:
     return float(weights[0]), float(weights[1])
 
 
+def _model_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the ignored keys, in its sub-configs too (a vision model's text and vision configs)."""
+    return {k: _model_keys(v) if isinstance(v, dict) else v for k, v in config.items() if k not in IGNORED_CONFIG_KEYS}
+
+
 def _check_configs(long: Path, short: Path) -> None:
-    configs = [json.loads((p / "config.json").read_text()) for p in (long, short)]
-    a, b = ({k: v for k, v in c.items() if k not in IGNORED_CONFIG_KEYS} for c in configs)
+    a, b = (_model_keys(json.loads((p / "config.json").read_text())) for p in (long, short))
     differ = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     if differ:
         shown = ", ".join(f"{k} {a.get(k)!r} vs {b.get(k)!r}" for k in differ[:5])
@@ -40,10 +44,12 @@ def _check_configs(long: Path, short: Path) -> None:
 
 
 def _long_tokenizer(long: Path, short: Path) -> Any:
-    """The long model's tokenizer with the k15 template, once both vocabularies are found equal."""
+    """What writes the merged tokenizer, once both vocabularies are found equal: the long model's tokenizer with the
+    k15 template, or for a vision-language model its processor (:func:`load_vision`: image processor too)."""
     from transformers import AutoTokenizer
 
     from k15.chat import apply_k15_template
+    from k15.train.runtime.vision import load_vision
 
     tokenizer, other = (AutoTokenizer.from_pretrained(p) for p in (long, short))
     a, b = tokenizer.get_vocab(), other.get_vocab()
@@ -51,11 +57,17 @@ def _long_tokenizer(long: Path, short: Path) -> Any:
         differ = sorted({t for t in a.keys() | b.keys() if a.get(t) != b.get(t)})
         raise ValueError(f"cannot merge {long} and {short}: their tokenizers differ in {len(differ)} vocabulary "
                          f"entries (e.g. {differ[0]!r})")  # fmt: skip
-    apply_k15_template(tokenizer)
-    vocab = json.loads((long / "config.json").read_text()).get("vocab_size", len(tokenizer))
+    if is_multimodal(long):
+        saver = load_vision(long).processor
+        tokenizer = saver.tokenizer
+    else:
+        apply_k15_template(tokenizer)
+        saver = tokenizer
+    config = json.loads((long / "config.json").read_text())
+    vocab = config.get("text_config", config).get("vocab_size", len(tokenizer))
     if len(tokenizer) > vocab:
         raise ValueError(f"{long}: the k15 think tokens need {len(tokenizer)} embeddings, the model has {vocab}")
-    return tokenizer
+    return saver
 
 
 def _tensor_files(path: Path) -> dict[str, Path]:
@@ -74,17 +86,14 @@ def merge_checkpoints(
 ) -> Path:
     """Write ``weights[0]·long + weights[1]·short`` to ``out`` as a k15 long2short checkpoint (method ``merge``,
     named ``name``, default the directory's name) with the long model's config, generation config and tokenizer
-    (k15 template); returns ``out``."""
+    (k15 template; a vision-language model's processor); returns ``out``."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     w_long, w_short = check_weights(weights)
     long, short, out = resolve_model(str(long)), resolve_model(str(short)), Path(out)
-    if is_multimodal(long):
-        raise ValueError(f"{long}: a vision-language checkpoint; merge (train/long2short/merge.py) does not support "
-                         "them yet (it would write no image processor)")  # fmt: skip
     _check_configs(long, short)
-    tokenizer = _long_tokenizer(long, short)
+    saver = _long_tokenizer(long, short)
     long_files, short_files = _tensor_files(long), _tensor_files(short)
     if long_files.keys() != short_files.keys():
         differ = sorted(long_files.keys() ^ short_files.keys())
@@ -108,7 +117,7 @@ def merge_checkpoints(
     for extra in EXTRA_FILES:
         if (long / extra).is_file():
             shutil.copy2(long / extra, tmp / extra)
-    tokenizer.save_pretrained(tmp)
+    saver.save_pretrained(tmp)
     info = CheckpointInfo(kind=Kind.long2short, name=name or out.name, base_model=str(long), method="merge",
                           extra={"long": str(long), "short": str(short), "weights": [w_long, w_short]})  # fmt: skip
     write_info(tmp, info)

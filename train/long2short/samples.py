@@ -4,13 +4,15 @@ with vLLM, each graded by the shared verifier. One JSONL record per prompt, appe
 
     {"id", "prompt", "gold", "grader", "samples": [{"text", "tokens", "correct", "finish_reason"}]}
 
-``tokens`` is the response length in tokens, the length both methods compare.
+``tokens`` is the response length in tokens, the length both methods compare. A prompt with images (a
+vision-language model's) is sampled with them, as RL rolls out, and its record keeps them (``images``), so the
+shortest and DPO rows built from it carry them too.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,18 +22,20 @@ from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from k15 import paths
-from k15.checkpoint import Kind
+from k15.checkpoint import Kind, is_multimodal
 from k15.config import Config, merged
 from k15.engine import EngineConfig
+from k15.images import open_image
 from k15.jsonl import read_rows, write_rows
 from k15.models import resolve_model
-from k15.train.data.formats import Problem, refuse_images
+from k15.train.data.formats import Problem
 from k15.train.data.warmup import Journal
 from k15.train.rl.rewards import RewardConfig, Verifier
-from k15.train.rl.rollout import RolloutEngine, Segment, prompt_ids
+from k15.train.rl.rollout import Images, RolloutEngine, Segment, prompt_ids
 from k15.train.rl.trainer import PromptDataConfig
 from k15.train.runtime.distributed import barrier, init_distributed, rank, world_size
 from k15.train.runtime.trainer import TrainerConfig
+from k15.train.runtime.vision import VisionInputs, check_images, load_vision
 
 Row = dict[str, Any]
 SAMPLES_FILE = "samples.jsonl"
@@ -108,19 +112,33 @@ def train_on(cfg: SampledMethodConfig, rows: list[Row], note: str, trainer: Call
     return trainer(train_cfg).train()
 
 
-def load_tokenizer(model: Path) -> Any:
-    """The checkpoint's tokenizer with the k15 template; ValueError when the model has no room for its tokens."""
+def load_tokenizer(model: Path) -> tuple[Any, VisionInputs | None]:
+    """The checkpoint's tokenizer with the k15 template, and a vision-language model's processor (else None);
+    ValueError when the model has no room for the think tokens."""
     from transformers import AutoConfig, AutoTokenizer
 
     from k15.chat import apply_k15_template
 
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    apply_k15_template(tokenizer)
-    vocab = AutoConfig.from_pretrained(model).vocab_size
+    vision = load_vision(model) if is_multimodal(model) else None
+    if vision is not None:
+        tokenizer = vision.tokenizer
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        apply_k15_template(tokenizer)
+    vocab = AutoConfig.from_pretrained(model).get_text_config().vocab_size
     if len(tokenizer) > vocab:
         raise ValueError(f"{model}: {len(tokenizer)} tokens with the k15 think tokens, but the model has {vocab} "
                          "embeddings; use a k15 long-CoT checkpoint")  # fmt: skip
-    return tokenizer
+    return tokenizer, vision
+
+
+def prompt_inputs(tokenizer: Any, vision: VisionInputs | None, problem: Problem) -> tuple[list[int], Images | None]:
+    """The ids the engine continues from and the problem's images for it (None for a text prompt), as RL makes
+    them (:meth:`k15.train.rl.trainer.RLTrainer.image_inputs`)."""
+    if not problem.images or vision is None:
+        return prompt_ids(tokenizer, problem.text), None
+    engine_ids, model_ids = vision.prompt(problem.text, problem.images)
+    return engine_ids, Images([open_image(r) for r in problem.images], len(model_ids) - len(engine_ids))
 
 
 VERIFIER = Verifier(RewardConfig())  # the rules for math, the sandbox for code
@@ -141,27 +159,33 @@ def sample_responses(model: str | None, problems: list[Problem], out: Path, cfg:
         print(f"long2short: {out} has the samples of every prompt; sampling skipped", flush=True)
         return
     model_path = resolve_model(model)
-    tokenizer = load_tokenizer(model_path)
-    engine = RolloutEngine(model_path, cfg.engine)
+    tokenizer, vision = load_tokenizer(model_path)
+    engine = RolloutEngine(model_path, cfg.engine, vision.placeholder_ids if vision is not None else ())
     try:
         with tqdm(total=len(problems), initial=len(problems) - len(todo), unit="prompt", desc="long2short samples",
                   dynamic_ncols=True) as bar:  # fmt: skip
             for start in range(0, len(todo), cfg.prompts_per_call):
                 chunk = todo[start : start + cfg.prompts_per_call]
-                contexts = [prompt_ids(tokenizer, p.text) for _, p in chunk]
+                inputs = [prompt_inputs(tokenizer, vision, p) for _, p in chunk]
                 segments = engine.generate(
-                    [c for c in contexts for _ in range(cfg.n)], [cfg.max_tokens] * (len(chunk) * cfg.n),
+                    [c for c, _ in inputs for _ in range(cfg.n)], [cfg.max_tokens] * (len(chunk) * cfg.n),
                     cfg.temperature, cfg.top_p,
                     [(cfg.seed * 1_000_003 + i * cfg.n + j) % 2**31 for i, _ in chunk for j in range(cfg.n)],
+                    [images for _, images in inputs for _ in range(cfg.n)],
                 )  # fmt: skip
                 for k, (_, problem) in enumerate(chunk):
                     samples = [graded_sample(tokenizer, problem, s) for s in segments[k * cfg.n : (k + 1) * cfg.n]]
                     record = {"prompt": problem.text, "gold": problem.record["answer"], "grader": problem.grader,
-                              "samples": samples}  # fmt: skip
+                              **with_images(problem.images), "samples": samples}  # fmt: skip
                     journal.record(problem.id, [record], {"correct": sum(s["correct"] for s in samples)})
                     bar.update()
     finally:
         engine.close()
+
+
+def with_images(images: Sequence[str]) -> Row:
+    """``{"images": [...]}`` for a row with images, else nothing: what records and the rows built from them add."""
+    return {"images": list(images)} if images else {}
 
 
 def read_records(path: Path) -> list[Row]:
@@ -173,7 +197,9 @@ def collect_samples(cfg: SampledMethodConfig) -> list[Row]:
     """The record of every prompt of ``cfg.data``, in order, from the samples file; missing ones are
     sampled first, by the first rank while the others wait (skipped when the file is complete)."""
     problems = cfg.data.load()
-    refuse_images(problems, cfg.data.path, "long2short sampling (train/long2short/samples.py: shortest, dpo)")
+    if image_rows := sum(bool(p.images) for p in problems):  # a text-only model fails here, before any sampling
+        model = resolve_model(cfg.model)
+        check_images(image_rows, cfg.data.path, str(model), is_multimodal(model))
     ids = [p.id for p in problems]
     duplicate, count = Counter(ids).most_common(1)[0]
     if count > 1:

@@ -9,7 +9,14 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from k15.config import partial
-from k15.train.long2short.samples import SampledMethodConfig, TrainedWith, collect_samples, summary, train_on
+from k15.train.long2short.samples import (
+    SampledMethodConfig,
+    TrainedWith,
+    collect_samples,
+    summary,
+    train_on,
+    with_images,
+)
 from k15.train.sft import SFTConfig, SFTTrainer
 
 Row = dict[str, Any]
@@ -23,12 +30,14 @@ def shortest_correct(samples: list[Row]) -> Row | None:
 
 
 def shortest_examples(records: list[Row]) -> list[Row]:
-    """One SFT row (id, prompt, response) per prompt with a correct sample: its shortest correct response."""
+    """One SFT row (id, prompt, response, and the prompt's images if any) per prompt with a correct sample: its
+    shortest correct response."""
     rows = []
     for record in records:
         best = shortest_correct(record["samples"])
         if best is not None:
-            rows.append({"id": record["id"], "prompt": record["prompt"], "response": best["text"]})
+            rows.append({"id": record["id"], "prompt": record["prompt"], **with_images(record.get("images", ())),
+                         "response": best["text"]})  # fmt: skip
     return rows
 
 

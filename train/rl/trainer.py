@@ -120,7 +120,8 @@ class RLTrainer(Trainer):
         return f"{super().precision_note()}; rollouts in {describe(self.cfg.rollout.engine.dtype)}"
 
     def prepare(self, model: Any, model_path: Path) -> None:
-        check_images(sum(bool(p.images) for p in self.problems), self.cfg.data.path, str(model_path), self.vision)
+        image_rows = sum(bool(p.images) for p in self.problems)
+        check_images(image_rows, self.cfg.data.path, str(model_path), self.vision is not None)
         self.engine_model_path = model_path
         if model.get_input_embeddings().num_embeddings != _vocab_size(model_path):
             self.engine_model_path = self.run_dir / "init"  # vLLM must see the same vocabulary as the trainer

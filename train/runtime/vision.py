@@ -82,9 +82,9 @@ def freeze_vision_tower(model: Any, name: str) -> int:
     raise ValueError(f"freeze_vision_tower: {name} has no vision tower (looked for {', '.join(VISION_TOWERS)})")
 
 
-def check_images(rows_with_images: int, data: str, model: str, vision: VisionInputs | None) -> None:
+def check_images(rows_with_images: int, data: str | Path, model: str, sees_images: bool) -> None:
     """ValueError when ``data`` has rows with images and the model cannot see them (a text-only model)."""
-    if rows_with_images and vision is None:
+    if rows_with_images and not sees_images:
         raise ValueError(
             f"{data}: {rows_with_images} rows have images, and {model} is a text-only model (no "
             "vision_config in its config.json); train a vision-language model, or drop the images"
