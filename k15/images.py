@@ -51,8 +51,8 @@ def resolve_image(reference: str, base_dir: Path) -> str:
         if (why := url_problem(reference)) is not None:
             raise ValueError(why)
         if not reference.startswith("data:"):
-            raise ValueError(f"image {_shown(reference)}: training does not fetch remote images; download it and "
-                             "give its path (or a data: URL)")  # fmt: skip
+            raise ValueError(f"image {_shown(reference)}: training does not fetch remote images; `k15 data "
+                             "fetch-images` downloads those of allow-listed hosts")  # fmt: skip
         try:
             data = base64.b64decode(reference.split(",", 1)[1], validate=True)
         except binascii.Error:

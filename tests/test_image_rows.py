@@ -1,12 +1,18 @@
-"""Rows with images (prompt sets, SFT traces, DPO pairs), MathVista rows as an RL prompt set, and ``k15 data render``
-(text-rendered data graded by the source task's grader). CPU only, no engine."""
+"""Rows with images (prompt sets, SFT traces, DPO pairs), MathVista rows as an RL prompt set, ``k15 data render``
+(text-rendered data graded by the source task's grader) and ``k15 data fetch-images`` (allow-listed remote images
+downloaded for training). CPU only, no engine."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import http.server
 import io
 import json
 import logging
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +23,11 @@ from k15.app.cli import main as k15_main
 from k15.grading import grade
 from k15.grading.mathvista import option_letters
 from k15.images import url_problem
+from k15.net import free_port
 from k15.train.data.countdown import generate as countdown_rows
 from k15.train.data.formats import DataFileError, load_preference_pairs, load_problems, load_sft_examples
 from k15.train.data.render import RENDER_PROMPT, render_text, wrap
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, run_k15
 
 
 def png(color: str = "red", size: tuple[int, int] = (16, 16), fmt: str = "PNG") -> bytes:
@@ -231,3 +238,107 @@ def test_render_keeps_a_rows_own_figures_after_the_text(data_dir: Path) -> None:
     rendered = str((data_dir / "out" / "images" / "t_1.png").resolve())
     assert problem.images == (rendered, str((data_dir / "img" / "a.png").resolve()))
     assert problem.text == RENDER_PROMPT_WITH_FIGURES and problem.id == "t/1"
+
+
+@pytest.fixture
+def image_server(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """An HTTP server on 127.0.0.1 with ``a.png``, ``notes.png`` (text) and ``/away`` (a redirect off the host);
+    yields its base URL and the paths requested."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "a.png").write_bytes(png("green"))
+    (served / "notes.png").write_bytes(b"plain text, not an image")
+    requested: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def do_GET(self) -> None:
+            requested.append(self.path)
+            if self.path == "/away":
+                self.send_response(302)
+                self.send_header("Location", "http://example.invalid/y.png")
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", requested
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetch_images_downloads_allow_listed_images(
+    data_dir: Path,
+    image_server: tuple[str, list[str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base, requested = image_server
+    looked_up: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(str(host))
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    inline = data_url(png("blue"))
+    source = write_rows(data_dir / "web.jsonl", [
+        {"id": "good", "problem": "1+1?", "answer": "2", "images": [f"{base}/a.png", "img/a.png"]},
+        {"id": "host", "problem": "2+2?", "answer": "4", "images": ["http://example.invalid/x.png"]},
+        {"id": "404", "problem": "3+3?", "answer": "6", "image": f"{base}/gone.png"},
+        {"id": "text", "problem": "4+4?", "answer": "8", "images": [f"{base}/notes.png"]},
+        {"id": "away", "problem": "5+5?", "answer": "10", "images": [f"{base}/away"]},
+        {"id": "same", "problem": "6+6?", "answer": "12", "image": f"{base}/a.png"},
+        {"id": "inline", "problem": "7+7?", "answer": "14", "images": [inline]},
+    ])  # fmt: skip
+    out = data_dir / "out"
+    assert k15_main(["data", "fetch-images", str(source), str(out), "--allow", "127.0.0.1"]) == 0
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    for line, why in ((2, "image 'http://example.invalid/x.png': image host 'example.invalid' is not on the "
+                          "allow-list (--allow)"),
+                      (3, f"image '{base}/gone.png': HTTP 404"), (4, f"image '{base}/notes.png': not an image"),
+                      (5, "redirected to 'http://example.invalid/y.png'")):  # fmt: skip
+        assert f"{source}:{line}: skipped: {why}" in text
+    assert "fetch-images: 3 rows" in captured.out and "(1 images downloaded, 0 already there; 4 rows skipped)" in text
+    assert "example.invalid" not in looked_up, "a host not on the allow-list is never contacted"
+    assert sorted(requested) == ["/a.png", "/away", "/gone.png", "/notes.png"], "each URL is requested once"
+
+    problems = {p.id: p for p in load_problems(out / "web.jsonl")}
+    assert list(problems) == ["good", "same", "inline"]
+    (downloaded,) = (out / "images").iterdir()
+    assert downloaded.name == hashlib.sha256(f"{base}/a.png".encode()).hexdigest()[:16] + ".png"
+    assert downloaded.read_bytes() == png("green")
+    assert problems["good"].images == (str(downloaded.resolve()), str((data_dir / "img" / "a.png").resolve()))
+    assert problems["same"].images == (str(downloaded.resolve()),) and problems["inline"].images == (inline,)
+    rows = [json.loads(line) for line in (out / "web.jsonl").read_text().splitlines()]
+    assert rows[0]["images"] == [f"images/{downloaded.name}", "../img/a.png"]
+    assert rows[1]["image"] == rows[0]["images"][0]
+
+    requested.clear()
+    assert k15_main(["data", "fetch-images", str(source), str(out), "--allow", "127.0.0.1"]) == 0
+    assert "(0 images downloaded, 1 already there; 4 rows skipped)" in capsys.readouterr().out
+    assert "/a.png" not in requested, "a rerun reuses the images downloaded"
+    assert [p.id for p in load_problems(out / "web.jsonl")] == ["good", "same", "inline"]
+
+
+def test_fetch_images_bad_input_is_one_line_and_nonzero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.jsonl"
+    result = run_k15("data", "fetch-images", str(missing), str(tmp_path / "out"), "--allow", "example.com")
+    assert result.returncode == 2 and result.stderr == f"k15: error: {missing}: not found\n"
+    source = write_rows(tmp_path / "p.jsonl", [{"problem": "1+1?", "answer": "2", "image": "https://example.com/a"}])
+    assert k15_main(["data", "fetch-images", str(source), str(tmp_path / "out"), "--allow", " , "]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("k15: error: --allow: give at least one host") and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

@@ -1,5 +1,5 @@
 """``k15 data``: training data — the CPU demo task's splits, long-CoT warmup SFT data, curated prompt sets and
-text-rendered image prompt sets.
+text-rendered image prompt sets and data sets with their remote images downloaded.
 
 Handlers raise ValueError / OSError / RuntimeError with a one-line message for bad input or an unreachable
 endpoint; the ``k15`` CLI prints it.
@@ -108,6 +108,18 @@ def level_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated level numbers such as 1,2, got {text!r}") from None
 
 
+def host_list(text: str) -> list[str]:
+    """``--allow`` as an argparse type: "a.org, b.org" → ["a.org", "b.org"]."""
+    return [host.strip().lower() for host in text.split(",") if host.strip()]
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
 def _config_flags(parser: argparse.ArgumentParser, cls: type[TeacherDataConfig]) -> None:
     """``--config`` / ``--set`` and one flag per config key (``--max-tokens`` sets ``max_tokens``); a flag given
     wins over the file."""
@@ -125,8 +137,8 @@ def _load(cls: type[C], args: argparse.Namespace) -> C:
 
 
 def add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``data`` with its ``demo``, ``warmup``, ``curate`` and ``render`` commands (dest ``data_command``) to
-    ``sub``."""
+    """Add ``data`` with its ``demo``, ``warmup``, ``curate``, ``render`` and ``fetch-images`` commands (dest
+    ``data_command``) to ``sub``."""
     data = sub.add_parser("data", help="build training data: demo splits, long-CoT warmup SFT data, curated prompts, "
                           "image prompts")  # fmt: skip
     commands = data.add_subparsers(dest="data_command", required=True)
@@ -154,6 +166,17 @@ def add_data_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     render.add_argument("--limit", type=_count(1), default=None, help="the first N usable problems (default all)")
     render.add_argument("--width", type=_count(128), default=768, help="image width in pixels (default 768)")
     render.add_argument("--font-size", type=_count(6), default=24, help="in pixels (default 24)")
+
+    fetch = commands.add_parser("fetch-images", help="download the http(s) images of allow-listed hosts that rows "
+                                "name, so training can use the rows")  # fmt: skip
+    fetch.add_argument("input", metavar="INPUT", help="JSONL whose rows carry images or image")
+    fetch.add_argument("out_dir", metavar="OUT_DIR", help="for images/<hash>.<ext> and INPUT's name as JSONL; a rerun "
+                       "reuses the images downloaded")  # fmt: skip
+    fetch.add_argument("--allow", required=True, type=host_list, metavar="HOST[,HOST...]",
+                       help="hosts to download images from; a row with another host is skipped")  # fmt: skip
+    fetch.add_argument("--max-bytes", type=_count(1), default=20_000_000,
+                       help="largest image downloaded (default 20000000)")  # fmt: skip
+    fetch.add_argument("--timeout", type=_positive, default=30.0, help="seconds per download (default 30)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -193,9 +216,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fetch_images(args: argparse.Namespace) -> int:
+    from k15.train.data.fetch_images import fetch_images
+
+    fetch_images(args.input, args.out_dir, args.allow, max_bytes=args.max_bytes, timeout=args.timeout)
+    return 0
+
+
 DATA_COMMANDS: dict[tuple[str, ...], Callable[[argparse.Namespace], int]] = {
     ("data", "demo"): cmd_demo,
     ("data", "warmup"): cmd_warmup,
     ("data", "curate"): cmd_curate,
     ("data", "render"): cmd_render,
+    ("data", "fetch-images"): cmd_fetch_images,
 }
