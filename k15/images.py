@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlparse
@@ -89,3 +89,8 @@ def _check_readable(data: BinaryIO, reference: str) -> None:
         raise ValueError(f"image {_shown(reference)}: not an image Pillow can read") from None
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, …) for a damaged image
         raise ValueError(f"image {_shown(reference)}: damaged ({exc})") from None
+
+
+def image_fields(images: Sequence[str]) -> dict[str, list[str]]:
+    """``{"images": [...]}`` for a data row with images, else nothing (to spread into the row)."""
+    return {"images": list(images)} if images else {}

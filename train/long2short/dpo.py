@@ -15,15 +15,9 @@ from torch import Tensor
 
 from k15.checkpoint import Kind
 from k15.config import partial
+from k15.images import image_fields
 from k15.train.data.formats import SFTExample, load_preference_pairs
-from k15.train.long2short.samples import (
-    SampledMethodConfig,
-    TrainedWith,
-    collect_samples,
-    summary,
-    train_on,
-    with_images,
-)
+from k15.train.long2short.samples import SampledMethodConfig, TrainedWith, collect_samples, summary, train_on
 from k15.train.long2short.shortest import shortest_correct
 from k15.train.rl.loss import dpo_loss
 from k15.train.runtime.distributed import all_gather_objects
@@ -56,7 +50,7 @@ def build_pairs(records: list[Row], length_ratio: float = 1.5) -> tuple[list[Row
             else:
                 continue
             counts[rule] += 1
-            pairs.append({"id": record["id"], "prompt": record["prompt"], **with_images(record.get("images", ())),
+            pairs.append({"id": record["id"], "prompt": record["prompt"], **image_fields(record.get("images", ())),
                           "chosen": chosen["text"], "rejected": sample["text"], "rule": rule})  # fmt: skip
     return pairs, counts
 

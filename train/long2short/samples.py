@@ -12,7 +12,7 @@ shortest and DPO rows built from it carry them too.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +25,7 @@ from k15 import paths
 from k15.checkpoint import Kind, is_multimodal
 from k15.config import Config, merged
 from k15.engine import EngineConfig
-from k15.images import open_image
+from k15.images import image_fields, open_image
 from k15.jsonl import read_rows, write_rows
 from k15.models import resolve_model
 from k15.train.data.formats import Problem
@@ -176,16 +176,11 @@ def sample_responses(model: str | None, problems: list[Problem], out: Path, cfg:
                 for k, (_, problem) in enumerate(chunk):
                     samples = [graded_sample(tokenizer, problem, s) for s in segments[k * cfg.n : (k + 1) * cfg.n]]
                     record = {"prompt": problem.text, "gold": problem.record["answer"], "grader": problem.grader,
-                              **with_images(problem.images), "samples": samples}  # fmt: skip
+                              **image_fields(problem.images), "samples": samples}  # fmt: skip
                     journal.record(problem.id, [record], {"correct": sum(s["correct"] for s in samples)})
                     bar.update()
     finally:
         engine.close()
-
-
-def with_images(images: Sequence[str]) -> Row:
-    """``{"images": [...]}`` for a row with images, else nothing: what records and the rows built from them add."""
-    return {"images": list(images)} if images else {}
 
 
 def read_records(path: Path) -> list[Row]:

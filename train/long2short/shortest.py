@@ -9,14 +9,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from k15.config import partial
-from k15.train.long2short.samples import (
-    SampledMethodConfig,
-    TrainedWith,
-    collect_samples,
-    summary,
-    train_on,
-    with_images,
-)
+from k15.images import image_fields
+from k15.train.long2short.samples import SampledMethodConfig, TrainedWith, collect_samples, summary, train_on
 from k15.train.sft import SFTConfig, SFTTrainer
 
 Row = dict[str, Any]
@@ -36,7 +30,7 @@ def shortest_examples(records: list[Row]) -> list[Row]:
     for record in records:
         best = shortest_correct(record["samples"])
         if best is not None:
-            rows.append({"id": record["id"], "prompt": record["prompt"], **with_images(record.get("images", ())),
+            rows.append({"id": record["id"], "prompt": record["prompt"], **image_fields(record.get("images", ())),
                          "response": best["text"]})  # fmt: skip
     return rows
 
