@@ -55,6 +55,20 @@ def run_compare(page: Any, prompt: str, timeout_s: float, max_tokens: int | None
     wait_compare(page, timeout_s)
 
 
+def open_thinking(page: Any, side: str) -> str:
+    """Open the collapsible thinking block of ``side``'s reply (Gradio shows it collapsed once done) and return the
+    thinking it shows; "" when that reply has none."""
+    group = page.locator(f"#{side}-chat .thought-group").first
+    if not page.locator(f"#{side}-chat .thought-group").count():
+        return ""
+    title = group.locator(".title").first
+    if "expanded" not in (title.get_attribute("class") or "").split():
+        title.click()
+    group.locator(".title.expanded").wait_for(timeout=10_000)
+    page.wait_for_timeout(500)  # the opened block renders its markdown
+    return group.inner_text().replace(title.inner_text(), "", 1).strip()
+
+
 def screenshot(
     url: str, prompt: str, out: Path, chromium: str, timeout_s: float = 600, max_tokens: int | None = None
 ) -> Path:
@@ -64,9 +78,7 @@ def screenshot(
         page = browser.new_page(viewport={"width": 1400, "height": 1300})
         page.goto(url)
         run_compare(page, prompt, timeout_s, max_tokens)
-        thought = page.locator("#left-chat").get_by_text("Thought for")
-        if thought.count():
-            thought.first.click()  # open the collapsible thinking block
+        open_thinking(page, "left")
         out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out), full_page=True)
         browser.close()

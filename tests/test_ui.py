@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scripts.ui_screenshot import CHROMIUM_FLAGS, run_compare, start_compare, wait_compare
+from scripts.ui_screenshot import CHROMIUM_FLAGS, open_thinking, run_compare, start_compare, wait_compare
 from tests.conftest import REPO, SHARED_DATA, TEST_KEY, ServeProcess
 
 pytestmark = pytest.mark.vllm
@@ -100,7 +100,7 @@ def test_compare_streams_both_modes_and_shows_the_thinking(browser, ui_url: str)
     thought = left.get_by_text("Thought for")
     thought.wait_for(timeout=30_000)
     assert " tokens" in thought.inner_text()
-    thought.click()  # open the collapsible thinking block
+    assert open_thinking(page, "left")  # the opened block shows the thinking, not only its title
     assert "k15-long" in page.locator("#left-stats").inner_text()
     assert "k15-short" in page.locator("#right-stats").inner_text()
     assert "reasoning 0 tok" in page.locator("#right-stats").inner_text()  # the short model does not think
