@@ -35,7 +35,7 @@ from k15.train.rl.rollout import Images, RolloutEngine, Segment, prompt_ids
 from k15.train.rl.trainer import PromptDataConfig
 from k15.train.runtime.distributed import barrier, init_distributed, rank, world_size
 from k15.train.runtime.trainer import TrainerConfig
-from k15.train.runtime.vision import VisionInputs, check_images, load_vision
+from k15.train.runtime.vision import VisionInputs, check_images, load_k15_tokenizer
 
 Row = dict[str, Any]
 SAMPLES_FILE = "samples.jsonl"
@@ -115,16 +115,9 @@ def train_on(cfg: SampledMethodConfig, rows: list[Row], note: str, trainer: Call
 def load_tokenizer(model: Path) -> tuple[Any, VisionInputs | None]:
     """The checkpoint's tokenizer with the k15 template, and a vision-language model's processor (else None);
     ValueError when the model has no room for the think tokens."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
-    from k15.chat import apply_k15_template
-
-    vision = load_vision(model) if is_multimodal(model) else None
-    if vision is not None:
-        tokenizer = vision.tokenizer
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(model)
-        apply_k15_template(tokenizer)
+    tokenizer, vision = load_k15_tokenizer(model)
     vocab = AutoConfig.from_pretrained(model).get_text_config().vocab_size
     if len(tokenizer) > vocab:
         raise ValueError(f"{model}: {len(tokenizer)} tokens with the k15 think tokens, but the model has {vocab} "

@@ -10,13 +10,13 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from k15.checkpoint import CheckpointInfo, is_multimodal, write_info
+from k15.checkpoint import CheckpointInfo, write_info
 from k15.config import Config
 from k15.failpoints import failpoint
 from k15.precision import DType, resolve, torch_dtype
 from k15.train.runtime.distributed import world_size
 from k15.train.runtime.state import WriteError, write_failure
-from k15.train.runtime.vision import VisionInputs, load_vision
+from k15.train.runtime.vision import VisionInputs, load_k15_tokenizer
 
 _STATE_FORMAT = {0: 0, 1: 2, 2: 2, 3: 3}  # ZeRO stage → the stage whose saved state it can resume from
 
@@ -86,19 +86,14 @@ class DeepSpeedConfig(Config):
 
 def load_policy(path: str | Path, dtype: DType = "auto") -> tuple[Any, Any, VisionInputs | None]:
     """The model (cast to ``dtype``) and tokenizer at ``path``, with the k15 think template and tokens; for a
-    vision-language model (a ``vision_config`` in its config) also its processor (:func:`load_vision`), else None."""
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+    vision-language model also its processor, else None (:func:`load_k15_tokenizer`)."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    from k15.chat import apply_k15_template, ensure_think_tokens
+    from k15.chat import ensure_think_tokens
 
-    vision = load_vision(Path(path)) if is_multimodal(path) else None
-    if vision is not None:
-        tokenizer = vision.tokenizer
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype(dtype))
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        apply_k15_template(tokenizer)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(dtype))
+    tokenizer, vision = load_k15_tokenizer(Path(path))
+    auto = AutoModelForImageTextToText if vision is not None else AutoModelForCausalLM
+    model = auto.from_pretrained(path, dtype=torch_dtype(dtype))
     ensure_think_tokens(tokenizer, model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

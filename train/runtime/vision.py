@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from k15.checkpoint import is_multimodal
 from k15.images import open_image
 
 # Where models keep their vision tower: Idefics3 / SmolVLM, Qwen2-VL / Qwen2.5-VL, LLaVA-style models
@@ -68,6 +69,21 @@ def load_vision(path: Path) -> VisionInputs:
     apply_k15_template(processor.tokenizer, placeholder)
     processor.chat_template = processor.tokenizer.chat_template
     return VisionInputs(processor, placeholder)
+
+
+def load_k15_tokenizer(path: Path) -> tuple[Any, VisionInputs | None]:
+    """The checkpoint's tokenizer with the k15 think template, and for a vision-language model (a ``vision_config``
+    in its config) its processor (:func:`load_vision`, whose tokenizer it is), else None."""
+    from transformers import AutoTokenizer
+
+    from k15.chat import apply_k15_template
+
+    if is_multimodal(path):
+        vision = load_vision(path)
+        return vision.tokenizer, vision
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    apply_k15_template(tokenizer)
+    return tokenizer, None
 
 
 def freeze_vision_tower(model: Any, name: str) -> int:
