@@ -8,7 +8,7 @@ import binascii
 import io
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import urlparse
 
 _SHOWN_CHARS = 60  # a data URL in a message is cut to this
@@ -21,7 +21,7 @@ def url_problem(url: str, allowlist: Collection[str] | None = None) -> str | Non
         parsed = urlparse(url)
         host = parsed.hostname or ""
     except ValueError:
-        return f"image URL {_shown(url)} is not a valid URL"
+        return f"image URL {shown(url)} is not a valid URL"
     if parsed.scheme == "data":
         if not url.startswith("data:image/") or ";base64," not in url[:100]:
             return "image data URL must be data:image/<type>;base64,…"
@@ -38,7 +38,7 @@ def _is_url(reference: str) -> bool:
     return reference.startswith("data:") or "://" in reference
 
 
-def _shown(reference: str) -> str:
+def shown(reference: str) -> str:
     """``reference`` quoted for a message, a long one (a data URL) cut short."""
     return repr(reference if len(reference) <= _SHOWN_CHARS else reference[:_SHOWN_CHARS] + "…")
 
@@ -51,22 +51,22 @@ def resolve_image(reference: str, base_dir: Path) -> str:
         if (why := url_problem(reference)) is not None:
             raise ValueError(why)
         if not reference.startswith("data:"):
-            raise ValueError(f"image {_shown(reference)}: training does not fetch remote images; `k15 data "
+            raise ValueError(f"image {shown(reference)}: training does not fetch remote images; `k15 data "
                              "fetch-images` downloads those of allow-listed hosts")  # fmt: skip
         try:
             data = base64.b64decode(reference.split(",", 1)[1], validate=True)
         except binascii.Error:
-            raise ValueError(f"image {_shown(reference)}: not valid base64") from None
-        _check_readable(io.BytesIO(data), reference)
+            raise ValueError(f"image {shown(reference)}: not valid base64") from None
+        check_readable(data, reference)
         return reference
     path = (base_dir / reference).resolve()
     if not path.is_file():
-        raise ValueError(f"image {_shown(reference)}: not found ({path})")
+        raise ValueError(f"image {shown(reference)}: not found ({path})")
     try:
-        with path.open("rb") as f:
-            _check_readable(f, reference)
+        data = path.read_bytes()
     except OSError as exc:
-        raise ValueError(f"image {_shown(reference)}: cannot be read ({exc.strerror or exc})") from None
+        raise ValueError(f"image {shown(reference)}: cannot be read ({exc.strerror or exc})") from None
+    check_readable(data, reference)
     return str(path)
 
 
@@ -79,16 +79,20 @@ def open_image(reference: str) -> Any:
         return image.convert("RGB")
 
 
-def _check_readable(data: BinaryIO, reference: str) -> None:
+def check_readable(data: bytes, reference: str) -> str:
+    """The lowercased Pillow format of the image ``data`` ("png", "jpeg", …; "" if Pillow names none). ValueError,
+    naming ``reference``, says why Pillow cannot read it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(data) as image:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = (image.format or "").lower()
             image.verify()
     except UnidentifiedImageError:
-        raise ValueError(f"image {_shown(reference)}: not an image Pillow can read") from None
+        raise ValueError(f"image {shown(reference)}: not an image Pillow can read") from None
     except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, …) for a damaged image
-        raise ValueError(f"image {_shown(reference)}: damaged ({exc})") from None
+        raise ValueError(f"image {shown(reference)}: damaged ({exc})") from None
+    return fmt
 
 
 def image_fields(images: Sequence[str]) -> dict[str, list[str]]:

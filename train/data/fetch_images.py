@@ -11,7 +11,6 @@ is reported as ``FILE:LINE: skipped: …`` and left out. A rerun reuses the imag
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from k15.images import url_problem
+from k15.images import check_readable, shown, url_problem
 from k15.jsonl import write_rows
 
 MAX_BYTES = 20_000_000
@@ -37,10 +36,6 @@ def _is_remote(reference: str) -> bool:
     return reference.lower().startswith(("http://", "https://"))
 
 
-def _shown(url: str, limit: int = 80) -> str:
-    return repr(url if len(url) <= limit else url[:limit] + "…")
-
-
 class _Fetcher:
     """Downloads allow-listed images into ``images_dir``, each URL once (a file already there is reused)."""
 
@@ -53,7 +48,7 @@ class _Fetcher:
     def _check_host(self, request: httpx.Request) -> None:
         """Refuse a redirect to a host not on the allow-list before it is requested."""
         if (why := url_problem(str(request.url), self.allow)) is not None:
-            raise _Refused(f"redirected to {_shown(str(request.url))}: {why}")
+            raise _Refused(f"redirected to {shown(str(request.url))}: {why}")
 
     def close(self) -> None:
         self.client.close()
@@ -76,7 +71,11 @@ class _Fetcher:
             self.reused += 1
             return f"images/{existing.name}"
         data = self._download(url)
-        ext = self._image_extension(data, url)
+        try:
+            fmt = check_readable(data, url)
+        except ValueError as exc:
+            raise _Refused(str(exc)) from None
+        ext = _EXTENSIONS.get(fmt, fmt) or "img"
         tmp = self.images_dir / f".{uuid.uuid4().hex}.tmp"
         try:
             tmp.write_bytes(data)
@@ -87,11 +86,11 @@ class _Fetcher:
         return f"images/{stem}.{ext}"
 
     def _download(self, url: str) -> bytes:
-        too_large = _Refused(f"image {_shown(url)}: larger than {self.max_bytes} bytes (--max-bytes)")
+        too_large = _Refused(f"image {shown(url)}: larger than {self.max_bytes} bytes (--max-bytes)")
         try:
             with self.client.stream("GET", url) as response:
                 if response.status_code != 200:
-                    raise _Refused(f"image {_shown(url)}: HTTP {response.status_code} {response.reason_phrase}")
+                    raise _Refused(f"image {shown(url)}: HTTP {response.status_code} {response.reason_phrase}")
                 length = response.headers.get("content-length", "")
                 if length.isdigit() and int(length) > self.max_bytes:
                     raise too_large
@@ -103,24 +102,9 @@ class _Fetcher:
                     chunks.append(chunk)
                 return b"".join(chunks)
         except httpx.TimeoutException:
-            raise _Refused(f"image {_shown(url)}: timed out") from None
+            raise _Refused(f"image {shown(url)}: timed out") from None
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            raise _Refused(f"image {_shown(url)}: download failed ({type(exc).__name__}: {exc})") from None
-
-    @staticmethod
-    def _image_extension(data: bytes, url: str) -> str:
-        """The file extension of the image ``data`` by Pillow's format; _Refused if Pillow cannot read it."""
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                fmt = (image.format or "").lower()
-                image.verify()
-        except UnidentifiedImageError:
-            raise _Refused(f"image {_shown(url)}: not an image Pillow can read") from None
-        except Exception as exc:  # Pillow raises many types for a damaged image
-            raise _Refused(f"image {_shown(url)}: damaged ({exc})") from None
-        return _EXTENSIONS.get(fmt, fmt) or "img"
+            raise _Refused(f"image {shown(url)}: download failed ({type(exc).__name__}: {exc})") from None
 
 
 def _local(reference: str, source_dir: Path, out: Path) -> str:
@@ -151,7 +135,7 @@ def _rewrite(row: dict[str, Any], fetcher: _Fetcher, source_dir: Path, out: Path
                 new.append(ref)
             elif _is_remote(ref):
                 if (why := url_problem(ref, fetcher.allow)) is not None:
-                    raise _Refused(f"image {_shown(ref)}: {why.replace('(image_url_allowlist)', '(--allow)')}")
+                    raise _Refused(f"image {shown(ref)}: {why.replace('(image_url_allowlist)', '(--allow)')}")
                 new.append(fetcher.name(ref))
             elif "://" in ref:
                 new.append(ref)  # another scheme: training reports it
