@@ -167,7 +167,7 @@ def contract_problem(response: httpx.Response, path: str) -> str | None:
     return None
 
 
-def p50_latency(client: httpx.Client, base_url: str, headers: dict[str, str], count: int = 15) -> float:
+def p50_latency(client: httpx.Client, base_url: str, headers: dict[str, str], count: int = 25) -> float:
     body = {"model": "k15-short", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "temperature": 0}
     seconds = []
     for _ in range(count):

@@ -16,5 +16,6 @@ def test_fuzzed_requests_get_well_formed_answers_and_leave_the_server_healthy(ti
     assert report.malformed == [], summary(report)
     assert report.server_errors == [], summary(report)
     assert report.healthy_after, summary(report)
-    # within 10% of before; 5 ms of slack for timer noise on a loaded 2-core machine
-    assert report.p50_after_s <= report.p50_before_s * 1.1 + 0.005, summary(report)
+    # not degraded: a leak or a stuck engine shows as a multiple; medians of ~40 ms requests on a loaded 2-core
+    # machine move by 30% between runs (38 → 51 ms in one CI run), so the speed itself is left to bench/bench_serve.py
+    assert report.p50_after_s <= report.p50_before_s * 1.5 + 0.01, summary(report)
