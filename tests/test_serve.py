@@ -45,6 +45,26 @@ def test_models_and_health(stack: ServeProcess) -> None:
     assert health["status"] == "ok" and set(health["models"]) == {"k15-long", "k15-short"}
 
 
+def test_each_engine_runs_on_its_own_cores(stack: ServeProcess) -> None:
+    """``split_cpus`` (the default): two engines decoding at once do not share cores (docs/serve.md)."""
+    import os
+
+    import psutil
+
+    allowed = set(os.sched_getaffinity(0))
+    cpus = {}
+    for name, state in httpx.get(f"http://127.0.0.1:{stack.port}/health").json()["models"].items():
+        server = psutil.Process(state["pid"])
+        shares = {frozenset(p.cpu_affinity()) for p in [server, *server.children(recursive=True)]}
+        assert len(shares) == 1, f"{name}: its engine core keeps the server's cores: {shares}"
+        cpus[name] = shares.pop()
+    if len(allowed) >= 2:
+        assert not cpus["k15-long"] & cpus["k15-short"] and cpus["k15-long"] | cpus["k15-short"] == allowed, cpus
+        assert any("k15-long runs on CPUs" in line for line in stack.lines)
+    else:  # fewer cores than engines: nothing pinned
+        assert all(share == allowed for share in cpus.values())
+
+
 def test_thinking_budget_splits_reasoning_from_answer(client: OpenAI) -> None:
     reply = client.chat.completions.create(model="k15-long", **thinking_request(max_thinking_tokens=5))
     message = reply.choices[0].message.model_dump()
