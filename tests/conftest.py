@@ -183,10 +183,16 @@ def default_stack(default_model: Path):
 
     Not the tiny model: on 2 cores its engine outruns vLLM's own HTTP front end (4000 tokens done while the client
     has read a few hundred), so an abort arrives after the generation ended. The default model generates
-    ~60 tokens/s here, slower than the streams are read, as real models do."""
+    ~60 tokens/s here, slower than the streams are read, as real models do. Stopping it must leave no process
+    behind."""
+    import psutil
+
     server = ServeProcess(engine_flags(max_model_len=4096))
+    children = psutil.Process(server.proc.pid).children(recursive=True)
     yield server
-    assert server.stop() == 0
+    assert server.stop() == 0, "".join(server.lines)
+    _gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"orphan processes after SIGTERM: {[p.pid for p in alive]}"
 
 
 @pytest.fixture(scope="session")

