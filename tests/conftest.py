@@ -126,6 +126,9 @@ class ServeProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.proc.kill()
                 raise RuntimeError("k15 serve did not become ready:\n" + "".join(self.lines))
+        import psutil
+
+        self.children = psutil.Process(self.proc.pid).children(recursive=True)  # the vLLM servers it supervises
 
     @property
     def base_url(self) -> str:
@@ -140,6 +143,14 @@ class ServeProcess:
 
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(120)
+
+    def stop_leaving_no_orphans(self) -> None:
+        """SIGTERM; ``k15 serve`` must exit 0 and take every vLLM process it started with it."""
+        import psutil
+
+        assert self.stop() == 0, "".join(self.lines)
+        _gone, alive = psutil.wait_procs(self.children, timeout=30)
+        assert not alive, f"orphan processes after SIGTERM: {[p.pid for p in alive]}"
 
 
 TEST_KEY = "test-key"
@@ -160,8 +171,6 @@ def tiny_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     """``k15 serve`` with long = a tiny k15 long-CoT checkpoint, short = the tiny plain HF model, API key set.
 
     Shared by the serve and evalsuite tests; stopping it must leave no process behind."""
-    import psutil
-
     root = tmp_path_factory.mktemp("serve")
     long = make_checkpoint(tiny_model, root / "long", "long-cot")
     server = ServeProcess(
@@ -170,11 +179,8 @@ def tiny_stack(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
          "--set", "restart_backoff_s=0"],
         api_key=TEST_KEY,
     )  # fmt: skip
-    children = psutil.Process(server.proc.pid).children(recursive=True)
     yield server
-    assert server.stop() == 0, "".join(server.lines)
-    _gone, alive = psutil.wait_procs(children, timeout=30)
-    assert not alive, f"orphan processes after SIGTERM: {[p.pid for p in alive]}"
+    server.stop_leaving_no_orphans()
 
 
 @pytest.fixture(scope="session")
@@ -185,14 +191,9 @@ def default_stack(default_model: Path):
     has read a few hundred), so an abort arrives after the generation ended. The default model generates
     ~60 tokens/s here, slower than the streams are read, as real models do. Stopping it must leave no process
     behind."""
-    import psutil
-
     server = ServeProcess(engine_flags(max_model_len=4096))
-    children = psutil.Process(server.proc.pid).children(recursive=True)
     yield server
-    assert server.stop() == 0, "".join(server.lines)
-    _gone, alive = psutil.wait_procs(children, timeout=30)
-    assert not alive, f"orphan processes after SIGTERM: {[p.pid for p in alive]}"
+    server.stop_leaving_no_orphans()
 
 
 @pytest.fixture(scope="session")
