@@ -57,7 +57,6 @@ class VLLMServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         extra_args: list[str] | None = None,
-        cpus: list[int] | None = None,
     ) -> None:
         self.model = Path(model)
         self.served_names = [served_names] if isinstance(served_names, str) else list(served_names)
@@ -66,7 +65,7 @@ class VLLMServer:
         self.host = host
         self.port = port or free_port(host)
         self.extra_args = extra_args or []
-        self.cpus = cpus
+        self.cpus: list[int] | None = None  # the cores it may use (the serving stack's split_cpus); None: all
         self.log_path = paths.logs_dir() / f"vllm-{self.served_name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
