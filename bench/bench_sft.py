@@ -1,9 +1,9 @@
-"""Trainer speed on a CUDA GPU (issue: fast everywhere), for sessions lent one: k15's SFT trainer (DeepSpeed,
-``dtype: auto``) on Countdown warm-up traces, its FLOP/s (6·N per token) against the bf16 matmul peak measured in
-the same process, its tokens/s against a plain PyTorch AdamW loop on the same model, sequences and micro-batches,
-and whether the loss falls.
+"""SFT trainer speed on a CUDA GPU or the CPU (issue: fast everywhere): k15's SFT trainer (DeepSpeed,
+``dtype: auto``) on Countdown warm-up traces, its FLOP/s (6·N per token) against the matmul peak of its precision
+measured in the same process, its tokens/s against a plain PyTorch AdamW loop on the same model, sequences and
+micro-batches, and whether the loss falls.
 
-    python bench/bench_gpu_train.py --model DIR [--random-init] [--shape qwen2.5-1.5b] [--examples 512]
+    python bench/bench_sft.py --model DIR [--random-init] [--shape qwen2.5-1.5b] [--examples 512]
 
 ``--random-init`` trains the architecture of ``--model`` from random weights (same speed as the real ones; for a
 machine the checkpoint cannot travel to); ``--shape`` swaps in the layer sizes of a larger model, on the same
@@ -35,19 +35,26 @@ SHAPES = {  # layer sizes of public models (their config.json), trained here on 
                      "num_attention_heads": 12, "num_key_value_heads": 2, "tie_word_embeddings": True},
     "qwen2.5-7b": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
                    "num_attention_heads": 28, "num_key_value_heads": 4, "tie_word_embeddings": False},
+    "two-layers": {"num_hidden_layers": 2},  # the default's widths, 2 layers: per-step overheads show
 }  # fmt: skip
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def cuda_matmul_peak(dtype: torch.dtype, size: int = 8192, repeats: int = 10) -> float:
-    """Mean FLOP/s of ``repeats`` ``size``³ matmuls on the GPU, after three warm-ups."""
-    a, b = (torch.randn(size, size, dtype=dtype, device="cuda") for _ in range(2))
+def synchronize() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(dtype: torch.dtype, size: int, repeats: int = 10) -> float:
+    """Mean FLOP/s of ``repeats`` ``size``³ matmuls on the device, after three warm-ups."""
+    a, b = (torch.randn(size, size, dtype=dtype, device=DEVICE) for _ in range(2))
     for _ in range(3):
         a @ b
-    torch.cuda.synchronize()
+    synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    torch.cuda.synchronize()
+    synchronize()
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
@@ -70,14 +77,14 @@ def plain_tokens_per_s(model: Any, trainer: SFTTrainer, steps: int) -> float:
     """Training tokens/s of a plain PyTorch loop (fused AdamW, no DeepSpeed) over the trainer's first ``steps``
     steps: the same sequences, grouped into the same micro-batches, token-mean NLL on the response tokens."""
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=DEVICE == "cuda")
     encoded = trainer.encoded
     rates = []
     for step in range(steps):
         indices = trainer.batch_indices(step)
         rows = [encoded[i] for i in indices]
         tokens = sum(sum(mask[1:]) for _, mask in rows)
-        torch.cuda.synchronize()
+        synchronize()
         start = time.perf_counter()
         for batch in trainer.micro_batches(indices, lambda i: len(encoded[i][0])):
             chunk = [encoded[i] for i in batch]
@@ -87,7 +94,7 @@ def plain_tokens_per_s(model: Any, trainer: SFTTrainer, steps: int) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
-        torch.cuda.synchronize()
+        synchronize()
         rates.append(sum(len(ids) for ids, _ in rows) / (time.perf_counter() - start))
     return statistics.mean(rates[1:] or rates)
 
@@ -103,10 +110,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("bench_gpu_train: no CUDA device (bench/bench_train.py measures the CPU)")
-
-    work = Path(tempfile.mkdtemp(prefix="k15-bench-gpu-"))
+    work = Path(tempfile.mkdtemp(prefix="k15-bench-sft-"))
     model = random_checkpoint(args.model, args.shape, work / "model") if args.random_init else args.model
     data = demo_splits("countdown")(work / "data", train=0, heldout=0, sft=args.examples)["sft"]
     config = {
@@ -127,12 +131,13 @@ def main() -> None:
 
     from transformers import AutoModelForCausalLM
 
-    plain = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype(precision)).cuda()
+    plain = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype(precision)).to(DEVICE)
     plain_rate = plain_tokens_per_s(plain, trainer, steps=min(4, len(rows)))
     del plain
-    peak = cuda_matmul_peak(torch_dtype(precision))
+    peak = matmul_peak(torch_dtype(precision), size=8192 if DEVICE == "cuda" else 2048)
     result = {
-        "device": torch.cuda.get_device_name(), "precision": describe(precision), "params": params,
+        "device": torch.cuda.get_device_name() if DEVICE == "cuda" else f"CPU ({torch.get_num_threads()} threads)",
+        "precision": describe(precision), "params": params,
         "shape": args.shape or "as --model", "random_init": args.random_init, "steps": len(rows),
         "sequences": len(trainer.encoded),
         "mean_tokens_per_sequence": statistics.mean(len(ids) for ids, _ in trainer.encoded),
