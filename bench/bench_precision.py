@@ -27,14 +27,17 @@ from k15.precision import describe, native_bf16, resolve
 DTYPES = ("float32", "bfloat16")
 
 
-def matmul_flops(dtype: torch.dtype, size: int = 1024, repeats: int = 5) -> float:
-    """Best-of-``repeats`` FLOP/s of one ``size``² matmul."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+def matmul_flops(dtype: torch.dtype, size: int = 1024, repeats: int = 5, device: str = "cpu") -> float:
+    """Best-of-``repeats`` FLOP/s of one ``size``² matmul on ``device`` (``cpu`` or ``cuda``)."""
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
+    wait = torch.cuda.synchronize if device == "cuda" else lambda: None
     a @ b
     best = float("inf")
     for _ in range(repeats):
+        wait()
         start = time.perf_counter()
         a @ b
+        wait()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
 

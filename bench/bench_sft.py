@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 import yaml
+from bench_precision import matmul_flops
 
 from k15.config import load_config
 from k15.precision import describe, torch_dtype
@@ -43,19 +44,6 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 def synchronize() -> None:
     if DEVICE == "cuda":
         torch.cuda.synchronize()
-
-
-def matmul_peak(dtype: torch.dtype, size: int, repeats: int = 10) -> float:
-    """Mean FLOP/s of ``repeats`` ``size``³ matmuls on the device, after three warm-ups."""
-    a, b = (torch.randn(size, size, dtype=dtype, device=DEVICE) for _ in range(2))
-    for _ in range(3):
-        a @ b
-    synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    synchronize()
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
 def random_checkpoint(source: Path, shape: str | None, out: Path) -> Path:
@@ -134,7 +122,7 @@ def main() -> None:
     plain = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype(precision)).to(DEVICE)
     plain_rate = plain_tokens_per_s(plain, trainer, steps=min(4, len(rows)))
     del plain
-    peak = matmul_peak(torch_dtype(precision), size=8192 if DEVICE == "cuda" else 2048)
+    peak = matmul_flops(torch_dtype(precision), size=8192 if DEVICE == "cuda" else 2048, device=DEVICE)
     result = {
         "device": torch.cuda.get_device_name() if DEVICE == "cuda" else f"CPU ({torch.get_num_threads()} threads)",
         "precision": describe(precision), "params": params,
