@@ -200,3 +200,102 @@ def test_micro_batches_group_items_of_similar_length_within_each_mini_batch() ->
     assert minis == [[[0, 4], [6, 2]], [[1, 5], [3, 7]]]  # mini-batches items[0::2] and items[1::2], as before
     padded = sum(len(micro) * max(lengths[i] for i in micro) for mini in minis for micro in mini)
     assert padded == 2 * (55 + 400 + 70 + 410)  # in the given order: 2 * (400 + 390 + 380 + 410)
+
+
+class PlainEngine:
+    """The surface of a DeepSpeed engine the RL update uses, over a plain module and SGD: gradients add up over
+    micro-batches and the optimizer steps at the accumulation boundary (DeepSpeed itself is tested in test_train)."""
+
+    def __init__(self, module: torch.nn.Module, lr: float) -> None:
+        self.module = module
+        self.optimizer = torch.optim.SGD(module.parameters(), lr=lr)
+        self.boundary = False
+
+    def __call__(self, **inputs: Any) -> Any:
+        return self.module(**inputs)
+
+    def parameters(self) -> Any:
+        return self.module.parameters()
+
+    def set_gradient_accumulation_boundary(self, boundary: bool) -> None:
+        self.boundary = boundary
+
+    def backward(self, loss: torch.Tensor, scale_wrt_gas: bool = False) -> None:
+        loss.backward()
+
+    def step(self) -> None:
+        if self.boundary:
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+
+    def get_global_grad_norm(self) -> float:
+        return 0.0
+
+
+def rl_update(model: Any, samples: list[dict[str, Any]], mini_batches: int, tau: float) -> tuple[dict, list[int]]:
+    """The RL trainer's ``update`` on ``model`` (SGD, lr 0.1); its statistics and the sizes of the batches its
+    no-grad π_θi pass scored."""
+    from types import SimpleNamespace
+
+    from k15.train.rl.trainer import RLTrainer
+    from k15.train.runtime.trainer import Trainer
+
+    cfg = SimpleNamespace(seed=0, epochs=1, mini_batches=mini_batches, tau=tau,
+                          rollout=SimpleNamespace(temperature=1.0),
+                          deepspeed=SimpleNamespace(micro_batch_size=2))  # fmt: skip
+    trainer = SimpleNamespace(cfg=cfg, step=0, world=1, pad_id=0, vision=None, engine=PlainEngine(model, lr=0.1))
+    for name in ("mini_batches", "micro_batches", "logprobs", "backward"):
+        setattr(trainer, name, functools.partial(getattr(Trainer, name), trainer))
+    scored: list[int] = []
+
+    def forward(model: Any, batch: list[dict[str, Any]], with_entropy: bool = False) -> Any:
+        if model is trainer.engine.module and batch:
+            scored.append(len(batch))
+        return RLTrainer._forward(trainer, model, batch, with_entropy)  # type: ignore[arg-type]
+
+    trainer._forward = forward
+    trainer._add_entropy = RLTrainer._add_entropy
+    return RLTrainer.update(trainer, samples), scored  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mini_batches", [1, 2])
+def test_rl_update_takes_pi_theta_i_from_the_first_mini_batch_and_matches_eq3(
+    tiny_model: Any, mini_batches: int
+) -> None:
+    """log π_θi comes from the first mini-batch's own training forward (π_θ is still π_θi there): the no-grad pass
+    scores only the other mini-batches' samples (none with one), every sample's entropy is counted once, and the
+    first optimizer step equals one SGD step on paper Eq. 3 with π_θi scored in a separate pass."""
+    from transformers import AutoModelForCausalLM
+
+    from k15.train.runtime.logprobs import sequence_logprobs
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(8):
+        prompt, response = rng.integers(5, 500, 4 + i % 3).tolist(), rng.integers(5, 500, 3 + 2 * (i % 4)).tolist()
+        samples.append({"ids": prompt + response, "mask": [0] * len(prompt) + [1] * len(response),
+                        "advantage": float(rng.normal()), "images": []})  # fmt: skip
+    tau = 0.5
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    initial = [p.detach().clone() for p in model.parameters()]
+
+    stats, scored = rl_update(model, samples, mini_batches, tau)
+
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), initial, strict=True))  # it trained
+
+    assert sum(scored) == (0 if mini_batches == 1 else len(samples) // 2)
+    assert stats["tokens"] == sum(sum(s["mask"][1:]) for s in samples)  # entropy over every response token, once
+    assert stats["entropy_x_tokens"] > 0
+    if mini_batches == 1:
+        ids, masks = [s["ids"] for s in samples], [s["mask"] for s in samples]
+        with torch.no_grad():
+            old = sequence_logprobs(reference.eval(), ids, masks, 0)[0]
+        logp = sequence_logprobs(reference.train(), ids, masks, 0)[0]
+        adv = torch.tensor([s["advantage"] for s in samples])
+        mirror_descent_terms(logp, old, adv, tau).mean().backward()
+        with torch.no_grad():
+            for p in reference.parameters():
+                p -= 0.1 * p.grad
+        for got, want in zip(model.parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

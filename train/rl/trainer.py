@@ -5,7 +5,7 @@ One iteration i, on every rank:
   2. roll out k responses per prompt with vLLM from π_θi (a prompt's images as multimodal inputs), continuing
      unfinished partial rollouts (§2.6.2);
   3. reward: the shared grader (:mod:`k15.grading`) plus the length reward (§2.3.3) once the warm-up is over;
-  4. log π_θi(y|x) once, then ``epochs × mini_batches`` optimizer steps on paper Eq. 3 (:mod:`k15.train.rl.loss`);
+  4. ``epochs × mini_batches`` optimizer steps on paper Eq. 3 (:mod:`k15.train.rl.loss`), log π_θi(y|x) fixed;
   5. push the new weights π_θi+1 into the vLLM engine in memory; log metrics; save the resumable state.
 """
 
@@ -237,33 +237,44 @@ class RLTrainer(Trainer):
                              self.cfg.rollout.temperature, [s["images"] for s in batch])  # fmt: skip
 
     def update(self, samples: list[dict[str, Any]]) -> dict[str, float]:
-        """Paper Eq. 3 steps on this iteration's samples; returns summed statistics for logging."""
+        """Paper Eq. 3 steps on this iteration's samples; returns summed statistics for logging.
+
+        log π_θi(y|x) is needed for every sample, fixed for the iteration. Until the first optimizer step the policy
+        is π_θi, so the first mini-batch of the first epoch takes it from its own training forward (detached: its
+        log-ratio is 0, as Eq. 3 has it at θ = θi); a no-grad pass scores only the other samples beforehand. With one
+        mini-batch and one epoch (the default) there is no extra pass, as in TRL's GRPO with one iteration."""
         cfg = self.cfg
         sums = {"sq_log_ratio": 0.0, "entropy_x_tokens": 0.0, "tokens": 0.0, "policy_term": 0.0, "grad_norm": 0.0,
                 "steps": 0.0}  # fmt: skip
+        rng = np.random.default_rng(cfg.seed + self.step)
+        plan = [self.mini_batches([samples[j] for j in rng.permutation(len(samples))], cfg.mini_batches, _tokens)
+                for _ in range(cfg.epochs)]  # fmt: skip
+        first = {id(s) for batch in plan[0][0] for s in batch}
         started = time.perf_counter()
         self.engine.module.eval()
         with torch.no_grad():
-            for batch in self.micro_batches(samples, _tokens):
-                # log π_θi(y|x), fixed for the iteration, and the entropy of π_θi over the response tokens
+            for batch in self.micro_batches([s for s in samples if id(s) not in first], _tokens):
                 old, entropy, tokens = self._forward(self.engine.module, batch, with_entropy=True)
                 for s, value in zip(batch, old.tolist(), strict=False):
                     s["old_logp"] = value
                 if batch:
-                    sums["entropy_x_tokens"] += float(entropy) * float(tokens)
-                    sums["tokens"] += float(tokens)
+                    self._add_entropy(sums, entropy, tokens)
         logprob_s = time.perf_counter() - started
         started = time.perf_counter()
         self.engine.module.train()
         total = max(1, sum(all_gather_objects(len(samples))))
-        rng = np.random.default_rng(cfg.seed + self.step)
-        for _ in range(cfg.epochs):
-            order = [samples[j] for j in rng.permutation(len(samples))]
-            for mini in self.mini_batches(order, cfg.mini_batches, _tokens):
+        for epoch, minis in enumerate(plan):
+            for index, mini in enumerate(minis):
+                on_policy = epoch == 0 and index == 0  # π_θ is still π_θi
                 size = max(1, sum(all_gather_objects(sum(len(b) for b in mini)))) if cfg.mini_batches > 1 else total
                 for m, batch in enumerate(mini):
                     self.engine.set_gradient_accumulation_boundary(m == len(mini) - 1)
-                    logp, _, _ = self._forward(self.engine, batch)
+                    logp, entropy, tokens = self._forward(self.engine, batch, with_entropy=on_policy)
+                    if on_policy:
+                        for s, value in zip(batch, logp.detach().tolist(), strict=False):
+                            s["old_logp"] = value
+                        if batch:
+                            self._add_entropy(sums, entropy, tokens)
                     old = torch.tensor([s["old_logp"] for s in batch], dtype=logp.dtype)
                     adv = torch.tensor([s["advantage"] for s in batch], dtype=logp.dtype)
                     terms = mirror_descent_terms(logp, old, adv, cfg.tau) if batch else logp * 0.0
@@ -278,6 +289,12 @@ class RLTrainer(Trainer):
         sums["train_s"] = time.perf_counter() - started
         sums["logprob_s"] = logprob_s
         return sums
+
+    @staticmethod
+    def _add_entropy(sums: dict[str, float], entropy: Any, tokens: Any) -> None:
+        """Accumulate the entropy of π_θi over response tokens (token-weighted) for the iteration's metric."""
+        sums["entropy_x_tokens"] += float(entropy) * float(tokens)
+        sums["tokens"] += float(tokens)
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
