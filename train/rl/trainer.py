@@ -275,8 +275,8 @@ class RLTrainer(Trainer):
                             s["old_logp"] = value
                         if batch:
                             self._add_entropy(sums, entropy, tokens)
-                    old = torch.tensor([s["old_logp"] for s in batch], dtype=logp.dtype)
-                    adv = torch.tensor([s["advantage"] for s in batch], dtype=logp.dtype)
+                    old = torch.tensor([s["old_logp"] for s in batch], dtype=logp.dtype, device=logp.device)
+                    adv = torch.tensor([s["advantage"] for s in batch], dtype=logp.dtype, device=logp.device)
                     terms = mirror_descent_terms(logp, old, adv, cfg.tau) if batch else logp * 0.0
                     self.backward(terms.sum(), size)  # the mean over all ranks' samples
                     if batch:
