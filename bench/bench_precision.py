@@ -27,17 +27,22 @@ from k15.precision import describe, native_bf16, resolve
 DTYPES = ("float32", "bfloat16")
 
 
+def synchronize(device: str) -> None:
+    """Wait for ``device``'s queued work (CUDA runs asynchronously; the CPU does not)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def matmul_flops(dtype: torch.dtype, size: int = 1024, repeats: int = 5, device: str = "cpu") -> float:
     """Best-of-``repeats`` FLOP/s of one ``size``² matmul on ``device`` (``cpu`` or ``cuda``)."""
     a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
-    wait = torch.cuda.synchronize if device == "cuda" else lambda: None
     a @ b
     best = float("inf")
     for _ in range(repeats):
-        wait()
+        synchronize(device)
         start = time.perf_counter()
         a @ b
-        wait()
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
 

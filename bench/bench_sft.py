@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 import yaml
-from bench_precision import matmul_flops
+from bench_precision import matmul_flops, synchronize
 
 from k15.config import load_config
 from k15.precision import describe, torch_dtype
@@ -39,11 +39,6 @@ SHAPES = {  # layer sizes of public models (their config.json), trained here on 
     "two-layers": {"num_hidden_layers": 2},  # the default's widths, 2 layers: per-step overheads show
 }  # fmt: skip
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def synchronize() -> None:
-    if DEVICE == "cuda":
-        torch.cuda.synchronize()
 
 
 def random_checkpoint(source: Path, shape: str | None, out: Path) -> Path:
@@ -72,7 +67,7 @@ def plain_tokens_per_s(model: Any, trainer: SFTTrainer, steps: int) -> float:
         indices = trainer.batch_indices(step)
         rows = [encoded[i] for i in indices]
         tokens = sum(sum(mask[1:]) for _, mask in rows)
-        synchronize()
+        synchronize(DEVICE)
         start = time.perf_counter()
         for batch in trainer.micro_batches(indices, lambda i: len(encoded[i][0])):
             chunk = [encoded[i] for i in batch]
@@ -82,7 +77,7 @@ def plain_tokens_per_s(model: Any, trainer: SFTTrainer, steps: int) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad()
-        synchronize()
+        synchronize(DEVICE)
         rates.append(sum(len(ids) for ids, _ in rows) / (time.perf_counter() - start))
     return statistics.mean(rates[1:] or rates)
 

@@ -10,9 +10,9 @@ untrained default mostly stops early.
 TRL runs in its Hugging Face ``generate`` mode (its vLLM modes need CUDA), at its best for this machine:
 gradient checkpointing off (TRL's default is on), the model loaded in the training precision, no reference model
 (``beta: 0``, TRL's default); one optimizer step per generation of ``prompts × k`` completions, as k15's iteration.
-k15 runs its default CPU set-up: the vLLM engine in process, DeepSpeed ZeRO-0 (one rank), the π_θi log-prob
-pass, weight sync. The first iteration of each warms up and is not counted. Needs the ``bench`` extra (``pip install
--e ".[bench]"``).
+k15 runs its default CPU set-up: the vLLM engine in process, DeepSpeed ZeRO-0 (one rank), log π_θi from the
+training forward (no separate pass with one mini-batch), weight sync. The first iteration of each warms up and
+is not counted. Needs the ``bench`` extra (``pip install -e ".[bench]"``).
 
     python bench/bench_trl.py [--model PATH] [--task arith|countdown] [--levels 1,2] [--iterations 4] [--prompts 8]
                               [--k 4] [--max-tokens 128]

@@ -271,11 +271,13 @@ class RLTrainer(Trainer):
                     self.engine.set_gradient_accumulation_boundary(m == len(mini) - 1)
                     logp, entropy, tokens = self._forward(self.engine, batch, with_entropy=on_policy)
                     if on_policy:
-                        for s, value in zip(batch, logp.detach().tolist(), strict=False):
-                            s["old_logp"] = value
+                        old = logp.detach()
+                        for s, value in zip(batch, old.tolist(), strict=False):
+                            s["old_logp"] = value  # for the later epochs
                         if batch:
                             self._add_entropy(sums, entropy, tokens)
-                    old = torch.tensor([s["old_logp"] for s in batch], dtype=logp.dtype, device=logp.device)
+                    else:
+                        old = torch.tensor([s["old_logp"] for s in batch], dtype=logp.dtype, device=logp.device)
                     adv = torch.tensor([s["advantage"] for s in batch], dtype=logp.dtype, device=logp.device)
                     terms = mirror_descent_terms(logp, old, adv, cfg.tau) if batch else logp * 0.0
                     self.backward(terms.sum(), size)  # the mean over all ranks' samples
