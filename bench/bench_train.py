@@ -58,14 +58,14 @@ def hf_generate_tokens_per_s(model: Any, tokenizer: Any, prompts: list[list[int]
     return generated / seconds
 
 
-def plain_train_tokens_per_s(model: Any, samples: list[dict[str, Any]], micro: int, pad_id: int) -> float:
-    """Training tokens/s of a plain PyTorch AdamW loop on the same sequences, micro-batches and loss terms."""
+def plain_train_tokens_per_s(trainer: RLTrainer, model: Any, samples: list[dict[str, Any]]) -> float:
+    """Training tokens/s of a plain PyTorch AdamW loop on the same sequences, cut into the trainer's own
+    micro-batches (sorted by length, so both pad alike), with the same loss terms."""
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     start = time.perf_counter()
-    for j in range(0, len(samples), micro):
-        batch = samples[j : j + micro]
-        logp, _, _ = sequence_logprobs(model, [s["ids"] for s in batch], [s["mask"] for s in batch], pad_id)
+    for batch in trainer.micro_batches(samples, lambda s: len(s["ids"])):
+        logp, _, _ = sequence_logprobs(model, [s["ids"] for s in batch], [s["mask"] for s in batch], trainer.pad_id)
         (-(logp * torch.tensor([s["advantage"] for s in batch], dtype=logp.dtype)).sum() / len(samples)).backward()
     optimizer.step()
     optimizer.zero_grad()
@@ -116,8 +116,7 @@ def main() -> None:
     for i in range(args.iterations):
         rows.append(trainer.train_step(i))
         trainer.step += 1
-        plain_rates.append(plain_train_tokens_per_s(plain, trained[-1], config["deepspeed"]["micro_batch_size"],
-                                                    trainer.pad_id))  # fmt: skip
+        plain_rates.append(plain_train_tokens_per_s(trainer, plain, trained[-1]))
     trainer.rollout.close()
 
     params = sum(p.numel() for p in trainer.engine.module.parameters())

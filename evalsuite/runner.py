@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,7 +61,8 @@ class EvalConfig(Config):
         "is forced after the cut); models without thinking run once"
     )  # fmt: skip
     seed: int = 0
-    concurrency: int = Field(32, ge=1)
+    concurrency: int = Field(32, ge=1, description="requests in flight to an endpoint; with --backend vllm every "
+                             "request is queued at once and this many samples are graded at once")  # fmt: skip
     retries: int = Field(4, ge=0)
     request_timeout_s: float = Field(1800, gt=0)
     send_images: bool | None = Field(None, description="None: when the server says the model is multimodal")
@@ -247,31 +248,38 @@ class Runner:
         self.save_wall(f"{task.name}__{target.key}", time.monotonic() - started)
 
     def run_vllm(self, generator: VLLMGenerator, task: Task, items: list[Item], target: Target) -> None:
+        """Every pending sample queued on the in-process engine at once; each is graded and written as it finishes
+        (a sample's ``latency_s`` is the wall time since the one before it finished)."""
         path = sample_file(self.out, task.name, target.key)
         todo, done = self.pending(path, items)
-        wave = max(self.cfg.concurrency, 1)
+        grading = self.grading(task)
+        requests = [(item.messages(False), self.sampling(target, s)) for item, s in todo]
+        started = last = time.monotonic()
         with path.open("a") as sink, tqdm(total=len(todo) + done, initial=done, unit="sample",
-                                          desc=f"{task.name} · {target.label}", dynamic_ncols=True) as bar:  # fmt: skip
-            for start in range(0, len(todo), wave):
-                chunk = todo[start : start + wave]
-                begin = time.monotonic()
-                requests = [(item.messages(False), self.sampling(target, s)) for item, s in chunk]
-                completions = generator.complete_batch(requests)
-                seconds = time.monotonic() - begin
+                                          desc=f"{task.name} · {target.label}", dynamic_ncols=True) as bar, \
+                ThreadPoolExecutor(self.cfg.concurrency) as pool:  # fmt: skip
+            grading_now: list[Future[dict[str, Any]]] = []  # a judge or sandboxed programs: several at once
 
-                grading = self.grading(task)
-                jobs = [(task, target, item, sample, completion, None, seconds / len(chunk), False, grading)
-                        for (item, sample), completion in zip(chunk, completions, strict=True)]  # fmt: skip
-                if self.blocking(grading):  # a judge or sandboxed programs: several at once
-                    with ThreadPoolExecutor(self.cfg.concurrency) as pool:
-                        records = list(pool.map(lambda job: make_record(*job), jobs))
-                else:
-                    records = [make_record(*job) for job in jobs]
-                for row in records:
-                    sink.write(json.dumps(row) + "\n")
+            def write(record: dict[str, Any]) -> None:
+                sink.write(json.dumps(record) + "\n")
                 sink.flush()
-                self.save_wall(f"{task.name}__{target.key}", seconds)
-                bar.update(len(chunk))
+                bar.update()
+
+            for i, completion in generator.stream(requests):
+                item, sample = todo[i]
+                now = time.monotonic()
+                job = (task, target, item, sample, completion, None, now - last, False, grading)
+                last = now
+                if self.blocking(grading):
+                    grading_now.append(pool.submit(make_record, *job))
+                    for future in [f for f in grading_now if f.done()]:
+                        grading_now.remove(future)
+                        write(future.result())
+                else:
+                    write(make_record(*job))
+            for future in grading_now:
+                write(future.result())
+        self.save_wall(f"{task.name}__{target.key}", time.monotonic() - started)
 
     def summarise(self, tasks: list[Task], targets: list[Target], run_info: dict[str, Any]) -> list[dict[str, Any]]:
         results = []

@@ -80,3 +80,36 @@ def test_names_must_match_the_checkpoints(tiny_model: Path, tmp_path: Path) -> N
                "--data-dir", str(SHARED_DATA)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "distinct model names" in result.stderr and "Traceback" not in result.stderr
+
+
+STREAM_SCRIPT = """
+import json, sys
+from k15.engine import EngineConfig
+from k15.evalsuite.generate import VLLMGenerator
+
+if __name__ == "__main__":
+    generator = VLLMGenerator(EngineConfig(enforce_eager=True, max_model_len=1024, gpu_memory_utilization=0.1))
+    generator.load(sys.argv[1])
+    chat = [{"role": "user", "content": "Count to ten."}]
+    limits = [96, 96, 2, 96]
+    stream = generator.stream([(chat, {"max_tokens": n, "ignore_eos": True, "seed": 0}) for n in limits])
+    first = next(stream)
+    stream.close()  # the three long requests are still running: they must be aborted
+    engine = generator.llm.llm_engine
+    print(json.dumps({"first": [first[0], first[1].completion_tokens], "left": engine.has_unfinished_requests(),
+                      "all": sorted((i, c.completion_tokens) for i, c in generator.stream(
+                          [(chat, {"max_tokens": n, "ignore_eos": True, "seed": 0}) for n in (5, 3)]))}))
+    generator.close()
+"""
+
+
+def test_the_in_process_stream_yields_each_sample_as_it_finishes_and_aborts_the_rest(tiny_model: Path) -> None:
+    """All requests are queued at once; the one that finishes first comes first with its own index, and requests
+    left running when the caller stops are aborted (the engine is free for the next stream)."""
+    result = subprocess.run([sys.executable, "-c", STREAM_SCRIPT, str(tiny_model)], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["first"] == [2, 2]
+    assert out["left"] is False
+    assert out["all"] == [[0, 5], [1, 3]]

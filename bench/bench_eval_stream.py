@@ -1,0 +1,76 @@
+"""In-process evaluation benchmark: every request queued on the engine at once, each sample taken as it finishes
+(``VLLMGenerator.stream``, what ``evalsuite run --backend vllm`` does), against the fixed waves it replaced (the
+next wave starts when the longest sample of the last one ends), in the same run, on the same engine.
+
+The prompts are the demo task's (Countdown by default), sampled at the evaluation's temperature with one seed
+per prompt, so both runs do nearly the same work; the report gives tokens/s of each and their ratio.
+
+    python bench/bench_eval_stream.py [--model PATH] [--prompts 200] [--max-tokens 512] [--wave 32]
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+
+from k15.engine import EngineConfig
+from k15.evalsuite.generate import VLLMGenerator
+from k15.jsonl import read_rows
+from k15.models import resolve_model
+from k15.precision import describe
+from k15.prompts import MATH_PROMPT
+
+Request = tuple[list[dict[str, Any]], dict[str, Any]]
+
+
+def timed(generator: VLLMGenerator, requests: list[Request], wave: int | None) -> dict[str, float]:
+    """Tokens/s of ``requests``: all queued at once (``wave`` None) or ``wave`` at a time, each wave drained."""
+    waves = [requests] if wave is None else [requests[i : i + wave] for i in range(0, len(requests), wave)]
+    start, tokens = time.perf_counter(), 0
+    for chunk in waves:
+        tokens += sum(completion.completion_tokens for _, completion in generator.stream(chunk))
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds}
+
+
+def main() -> None:
+    parser = common.parser(__doc__, None)
+    common.add_prompt_flags(parser)
+    parser.set_defaults(task="countdown", levels=[1, 2])
+    parser.add_argument("--prompts", type=int, default=200)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--wave", type=int, default=32, help="the baseline's wave size (the old default concurrency)")
+    args = parser.parse_args()
+    model = resolve_model(args.model)
+    engine = EngineConfig(enforce_eager=True, max_model_len=1024, gpu_memory_utilization=0.15)
+    with tempfile.TemporaryDirectory(prefix="k15-bench-eval-stream-") as work:
+        rows = read_rows(common.demo_prompts(args, Path(work), args.prompts))[0][: args.prompts]
+    requests: list[Request] = [
+        ([{"role": "user", "content": MATH_PROMPT.format(problem=row["problem"])}],
+         {"temperature": 0.6, "top_p": 0.95, "max_tokens": args.max_tokens, "seed": i})
+        for i, row in enumerate(rows)
+    ]  # fmt: skip
+    generator = VLLMGenerator(engine)
+    try:
+        generator.load(model)
+        timed(generator, requests[:4], None)  # warm-up
+        waves = timed(generator, requests, args.wave)
+        queued = timed(generator, requests, None)
+    finally:
+        generator.close()
+    report = {
+        "precision": describe("auto"), "model": str(model), "task": args.task, "prompts": len(requests),
+        "max_tokens": args.max_tokens, "max_num_seqs": engine.max_num_seqs,
+        f"waves_of_{args.wave}": waves, "all_queued": queued,
+        "speedup": queued["tokens_per_s"] / waves["tokens_per_s"],
+    }  # fmt: skip
+    common.emit(json.dumps(report, indent=2), args.out)
+
+
+if __name__ == "__main__":
+    main()
