@@ -5,7 +5,8 @@ in the same process.
    the same precision with its KV cache, batched like the rollouts, same prompts and token budget; target ≥ 3×.
 2. Trainer: training tokens/s turned into FLOP/s (6·N per token) against the matmul peak, measured here, of the
    precision it trains in (``dtype: auto``: bf16 with native bf16, else fp32), and against a plain PyTorch AdamW
-   loop (no DeepSpeed) on the same model, sequences, micro-batches and precision.
+   loop (no DeepSpeed) on the same model, sequences, micro-batches and precision: the median over ``--rounds`` of
+   the two timed alternately on the last iteration's samples (the ratio within the iterations is reported too).
 3. Iteration: the share of each RL iteration spent in rollout, log-probs, training and weight sync; target sync ≤ 5%.
 
     python bench/bench_train.py [--model PATH] [--task arith|countdown] [--levels 1,2] [--prompts 32]
@@ -17,6 +18,7 @@ The untrained default answers the arithmetic prompts in a few tokens; a warm-up 
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 import tempfile
@@ -84,6 +86,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="repeats of the paired trainer/plain-loop timing")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="k15-bench-train-"))
@@ -117,6 +120,12 @@ def main() -> None:
         rows.append(trainer.train_step(i))
         trainer.step += 1
         plain_rates.append(plain_train_tokens_per_s(trainer, plain, trained[-1]))
+    paired = []  # trainer ÷ plain loop on the last iteration's samples again, alternating (before the engine closes)
+    tokens = sum(len(s["ids"]) for s in trained[-1])
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        update(copy.deepcopy(trained[-1]))
+        paired.append(tokens / (time.perf_counter() - start) / plain_train_tokens_per_s(trainer, plain, trained[-1]))
     trainer.rollout.close()
 
     params = sum(p.numel() for p in trainer.engine.module.parameters())
@@ -135,7 +144,9 @@ def main() -> None:
         "matmul_peak_flops": peak,
         "train_flops_over_peak": train_flops / peak,
         "plain_pytorch_train_tokens_per_s": plain_rate,
-        "train_over_plain_pytorch": mean["train_tokens_per_s"] / plain_rate,
+        "train_over_plain_pytorch": statistics.median(paired),
+        "train_over_plain_pytorch_rounds": paired,
+        "train_over_plain_pytorch_in_iterations": mean["train_tokens_per_s"] / plain_rate,
         "iteration_s": mean["iteration_s"],
         **{f"share_{k}": mean[f"{k}_s"] / mean["iteration_s"] for k in ("rollout", "logprob", "train", "sync")},
         "sync_s": mean["sync_s"],
