@@ -2,8 +2,9 @@
 (``VLLMGenerator.stream``, what ``evalsuite run --backend vllm`` does), against the fixed waves it replaced (the
 next wave starts when the longest sample of the last one ends), in the same run, on the same engine.
 
-The prompts are the demo task's (Countdown by default), sampled at the evaluation's temperature with one seed
-per prompt, so both runs do nearly the same work; the report gives tokens/s of each and their ratio.
+The prompts are the demo task's (Countdown by default) as its evalsuite task writes them, sampled at the
+evaluation's temperature with one seed per prompt, so both runs do nearly the same work; the report gives
+tokens/s of each and their ratio.
 
     python bench/bench_eval_stream.py [--model PATH] [--prompts 200] [--max-tokens 512] [--wave 32]
 """
@@ -20,10 +21,10 @@ import common
 
 from k15.engine import EngineConfig
 from k15.evalsuite.generate import VLLMGenerator
+from k15.evalsuite.tasks import get_task
 from k15.jsonl import read_rows
 from k15.models import resolve_model
 from k15.precision import describe
-from k15.prompts import MATH_PROMPT
 
 Request = tuple[list[dict[str, Any]], dict[str, Any]]
 
@@ -51,7 +52,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="k15-bench-eval-stream-") as work:
         rows = read_rows(common.demo_prompts(args, Path(work), args.prompts))[0][: args.prompts]
     requests: list[Request] = [
-        ([{"role": "user", "content": MATH_PROMPT.format(problem=row["problem"])}],
+        (get_task(args.task).to_item(row, None).messages(False),
          {"temperature": 0.6, "top_p": 0.95, "max_tokens": args.max_tokens, "seed": i})
         for i, row in enumerate(rows)
     ]  # fmt: skip

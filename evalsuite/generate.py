@@ -73,8 +73,8 @@ class VLLMGenerator:
     def stream(self, requests: list[tuple[list[dict[str, Any]], dict[str, Any]]]) -> Iterator[tuple[int, Completion]]:
         """Each request's completion (with its index in ``requests``) as soon as it finishes. All requests are queued
         at once, so the engine's batch stays full until the queue drains; fixed waves would each wait for their
-        longest sample (1.67× slower on 200 Countdown prompts, docs/evalsuite.md). Requests still running when
-        the caller stops iterating are aborted."""
+        longest sample (1.19–1.55× fewer tokens/s on 200 Countdown prompts, docs/evalsuite.md). Requests still
+        running when the caller stops iterating are aborted."""
         from vllm import SamplingParams
 
         params = [SamplingParams(**{k: v for k, v in p.items() if v is not None}) for _, p in requests]

@@ -253,6 +253,7 @@ class Runner:
         path = sample_file(self.out, task.name, target.key)
         todo, done = self.pending(path, items)
         grading = self.grading(task)
+        blocking = self.blocking(grading)
         requests = [(item.messages(False), self.sampling(target, s)) for item, s in todo]
         started = last = time.monotonic()
         with path.open("a") as sink, tqdm(total=len(todo) + done, initial=done, unit="sample",
@@ -270,7 +271,7 @@ class Runner:
                 now = time.monotonic()
                 job = (task, target, item, sample, completion, None, now - last, False, grading)
                 last = now
-                if self.blocking(grading):
+                if blocking:
                     grading_now.append(pool.submit(make_record, *job))
                     for future in [f for f in grading_now if f.done()]:
                         grading_now.remove(future)
