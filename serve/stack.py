@@ -15,7 +15,7 @@ from k15 import paths
 from k15.checkpoint import Kind
 from k15.engine import on_cpu, split_cpus
 from k15.models import list_checkpoints, resolve_model
-from k15.net import free_port
+from k15.net import listen
 from k15.serve.backends import Backend
 from k15.serve.config import ServeConfig
 from k15.serve.router import create_app
@@ -53,6 +53,9 @@ class ServingStack:
         if cfg.api_key is None and os.environ.get("K15_API_KEY"):
             cfg.api_key = os.environ["K15_API_KEY"]
         long, short = choose_checkpoints(cfg, warn=log)
+        # The router's address is held from here on: the backends' ports, chosen next, cannot take it.
+        self.socket = listen(cfg.host, cfg.port)
+        self.port = self.socket.getsockname()[1]
         common = {"engine": cfg.engine, "startup_timeout_s": cfg.startup_timeout_s,
                   "restart_backoff_s": cfg.restart_backoff_s}  # fmt: skip
         if long == short:  # one engine answers under both names
@@ -62,7 +65,6 @@ class ServingStack:
             self.backends = {cfg.names.long: Backend(long, [cfg.names.long], **common),
                              cfg.names.short: Backend(short, [cfg.names.short], **common)}  # fmt: skip
         self.bind_cpus()
-        self.port = cfg.port or free_port(cfg.host)
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []
         self.server: uvicorn.Server | None = None
@@ -104,7 +106,7 @@ class ServingStack:
         config = uvicorn.Config(create_app(self.cfg, self.backends), host=self.cfg.host, port=self.port,
                                 log_level="warning", timeout_keep_alive=30)  # fmt: skip
         self.server = uvicorn.Server(config)
-        thread = threading.Thread(target=self.server.run, daemon=True)
+        thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
         thread.start()
         self.threads.append(thread)
         while not self.server.started:
@@ -123,6 +125,7 @@ class ServingStack:
             list(pool.map(lambda backend: backend.stop(STOP_GRACE_S), self.unique_backends))
         for thread in self.threads:
             thread.join(10)
+        self.socket.close()
 
     def __enter__(self) -> ServingStack:
         self.start()
