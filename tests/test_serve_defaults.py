@@ -1,4 +1,4 @@
-"""Which checkpoints ``k15 serve`` picks without --long/--short (no engine started here)."""
+"""Which checkpoints ``k15 serve`` picks without --long/--short, and how it holds its ports (no engine started here)."""
 
 from __future__ import annotations
 
