@@ -70,7 +70,9 @@ class DeepSpeedConfig(Config):
             zero["offload_param"] = {"device": "cpu"}
         adam = {"lr": self.lr, "weight_decay": self.weight_decay, "betas": list(self.betas)}
         if not torch.cuda.is_available() and not self.offload_optimizer:
-            adam["torch_adam"] = True  # FusedAdam needs CUDA
+            # FusedAdam needs CUDA; torch's fused CPU AdamW steps 135M fp32 parameters in 0.075 s on 2 cores, its
+            # per-tensor default in 0.39 s (docs/train.md)
+            adam.update(torch_adam=True, fused=True)
         return {
             "train_micro_batch_size_per_gpu": self.micro_batch_size,
             "gradient_accumulation_steps": 1,
