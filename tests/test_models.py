@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from k15 import models
+from k15 import models, precision
 from k15.checkpoint import CheckpointInfo, Kind, read_info, write_info
 from tests.conftest import run_k15
 
@@ -53,7 +53,15 @@ def test_models_list_shows_default_and_run_checkpoints(default_model: Path, tiny
     assert lines[0].split()[:3] == ["KIND", "SIZE", "NAME"]
     assert any(line.startswith("base") and str(default_model) in line for line in lines)
     assert any(line.startswith("unknown") and "iter-3" in line for line in lines)
-    assert lines[-1].startswith("precision on this machine (dtype auto): ") and "(auto: " in lines[-1]
+    assert lines[-1].startswith("precision on this machine (dtype auto): ") and "(auto" in lines[-1]
+    forced = run_k15("models", "list", env={"K15_RUNS": str(runs), "K15_DTYPE": "float32"})
+    assert forced.stdout.splitlines()[-1].endswith(
+        "float32 (auto, forced by K15_DTYPE; " + precision.native_bf16()[1] + ")"
+    )
+    wrong = run_k15("models", "list", env={"K15_RUNS": str(runs), "K15_DTYPE": "fp8"})
+    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines() == [
+        "k15: error: K15_DTYPE='fp8' is not a dtype; expected one of bfloat16, float32, float16 (or unset)"
+    ], wrong.stderr
 
 
 def test_models_list_reads_kind_from_metadata(

@@ -17,6 +17,7 @@ TRAINABLE = ["float32"] + (["bfloat16"] if precision.native_bf16()[0] else [])
 
 
 def test_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("K15_DTYPE", raising=False)
     caps = torch.cpu.get_capabilities()
     native = bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
     assert precision.native_bf16()[0] is native or torch.cuda.is_available()
@@ -37,6 +38,23 @@ def test_an_explicit_dtype_wins_and_a_wrong_one_is_named() -> None:
         assert precision.describe(name) == f"{name} (set in the config)"
     with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
         precision.resolve("fp8")
+
+
+def test_k15_dtype_forces_what_auto_becomes_and_nothing_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    other = "float32" if precision.native_bf16()[0] else "bfloat16"
+    monkeypatch.setenv("K15_DTYPE", other)
+    assert precision.resolve("auto") == other and precision.torch_dtype("auto") == getattr(torch, other)
+    assert precision.describe("auto") == f"{other} (auto, forced by K15_DTYPE; {precision.native_bf16()[1]})"
+    args = EngineConfig().server_args()
+    assert args[args.index("--dtype") + 1] == other
+    assert DeepSpeedConfig().as_dict()["bf16"]["enabled"] is (other == "bfloat16")
+    for name in ("bfloat16", "float32"):  # an explicit dtype in a config still wins
+        assert precision.resolve(name) == name
+    monkeypatch.setenv("K15_DTYPE", "fp8")
+    with pytest.raises(ValueError, match="K15_DTYPE='fp8' is not a dtype"):
+        precision.resolve("auto")
+    monkeypatch.setenv("K15_DTYPE", "")  # set but empty: unset
+    assert precision.resolve("auto") == ("bfloat16" if precision.native_bf16()[0] else "float32")
 
 
 def test_configs_carry_the_resolved_precision() -> None:
