@@ -29,7 +29,13 @@ LONG = "long-cot"
 
 class EfficiencyConfig(Config):
     run_dir: str = Field(description="searched for long2short checkpoints (intermediate ones under checkpoints/ "
-                         "are skipped)")  # fmt: skip
+                         "only with `intermediate`)")  # fmt: skip
+    intermediate: bool = Field(
+        False,
+        description="also evaluate the checkpoints a long2short run saved before its end (checkpoints/iter-N, every "
+        "save_every), labelled METHOD@N: the picker can then stop long2short RL where its accuracy-against-tokens "
+        "curve crosses the target",
+    )
     long: str | None = Field(None, description="the long-CoT model (default: the one the long2short ones come from)")
     tasks: dict[str, int] = Field(default_factory=lambda: {"arith": 100, "math500": 30},
                                   description="task → number of problems (the first N)")  # fmt: skip
@@ -63,19 +69,22 @@ class Model:
     method: str
 
 
-def find_long2short(run_dir: Path) -> list[Model]:
+def find_long2short(run_dir: Path, intermediate: bool = False) -> list[Model]:
     """Every finished long2short checkpoint under ``run_dir``, labelled by its method (by its path where two
-    share one)."""
+    share one); with ``intermediate`` also those saved during a run (under ``checkpoints/``), labelled METHOD@N."""
     found = []
     for meta in sorted(run_dir.rglob(METADATA_FILE)):
         path = meta.parent
-        if "checkpoints" in path.relative_to(run_dir).parts or not is_checkpoint(path):
+        saved_during = "checkpoints" in path.relative_to(run_dir).parts
+        info = read_info(path) if is_checkpoint(path) else None
+        if info is None or info.kind != Kind.long2short or (saved_during and not intermediate):
             continue
-        info = read_info(path)
-        if info is not None and info.kind == Kind.long2short:
-            found.append((info.method or "long2short", path))
-    methods = [m for m, _ in found]
-    return [Model(m if methods.count(m) == 1 else str(p.relative_to(run_dir)), p, m) for m, p in found]
+        method = info.method or "long2short"
+        label = f"{method}@{info.iteration}" if saved_during and info.iteration is not None else method
+        found.append((label, method, path))
+    labels = [label for label, _, _ in found]
+    return [Model(label if labels.count(label) == 1 else str(path.relative_to(run_dir)), path, method)
+            for label, method, path in found]  # fmt: skip
 
 
 def long_model(cfg: EfficiencyConfig, short: list[Model]) -> Path:
@@ -169,7 +178,7 @@ def run(cfg: EfficiencyConfig) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir).expanduser()
     if not run_dir.is_dir():
         raise ValueError(f"{run_dir}: not a directory")
-    short = find_long2short(run_dir)
+    short = find_long2short(run_dir, cfg.intermediate)
     if not short:
         raise ValueError(f"{run_dir}: no long2short checkpoint here (a directory with k15.json of kind long2short)")
     long = long_model(cfg, short)

@@ -17,11 +17,13 @@ def result(model: str, task: str, accuracy: float, tokens: float) -> dict:
     return {"model": model, "method": method, "task": task, "pass@1": accuracy, "mean_completion_tokens": tokens}
 
 
-def fake_checkpoint(path: Path, kind: Kind, method: str | None = None, base: str | None = None) -> Path:
+def fake_checkpoint(
+    path: Path, kind: Kind, method: str | None = None, base: str | None = None, iteration: int | None = None
+) -> Path:
     path.mkdir(parents=True)
     (path / "config.json").write_text("{}")
     (path / "model.safetensors").write_bytes(b"")
-    write_info(path, CheckpointInfo(kind=kind, name=path.name, method=method, base_model=base))
+    write_info(path, CheckpointInfo(kind=kind, name=path.name, method=method, base_model=base, iteration=iteration))
     return path
 
 
@@ -74,6 +76,32 @@ def test_discovery_skips_intermediate_checkpoints_and_finds_the_long_model(tmp_p
     assert {m.label for m in found} == {"merge", "long2short/rl/final", "other/final"}, "same method: labelled by path"
     with pytest.raises(ValueError, match="pass --long"):
         long_model(EfficiencyConfig(run_dir=str(tmp_path)), found)
+
+
+def test_intermediate_checkpoints_let_the_picker_stop_long2short_rl_early(tmp_path: Path) -> None:
+    """With ``intermediate``, the checkpoints long2short RL saved on the way are evaluated as METHOD@N, and the
+    picker can take one of them: here (the eighth measurement of docs/demo-task.md) iteration 8 keeps 0.95 of the
+    accuracy at 0.59 of the tokens, where the last checkpoint keeps only 0.93 and shortest rejection sampling
+    saves only 5% of the tokens."""
+    long = fake_checkpoint(tmp_path / "rl" / "final", Kind.long_cot)
+    fake_checkpoint(tmp_path / "long2short" / "shortest" / "final", Kind.long2short, "shortest", str(long))
+    fake_checkpoint(tmp_path / "long2short" / "rl" / "final", Kind.long2short, "rl", str(long), iteration=12)
+    for step in (4, 8):
+        fake_checkpoint(tmp_path / "long2short" / "rl" / "checkpoints" / f"iter-{step:06d}", Kind.long2short, "rl",
+                        str(long), iteration=step)  # fmt: skip
+    assert [m.label for m in find_long2short(tmp_path)] == ["rl", "shortest"]
+    found = find_long2short(tmp_path, intermediate=True)
+    assert [(m.label, m.method) for m in found] == [("rl@4", "rl"), ("rl@8", "rl"), ("rl", "rl"),
+                                                    ("shortest", "shortest")]  # fmt: skip
+    cfg = EfficiencyConfig(run_dir=str(tmp_path), intermediate=True, target_task="countdown")
+    results = [result(LONG, "countdown", 0.44, 493), result("shortest", "countdown", 0.44, 468),
+               result("rl@4", "countdown", 0.43, 380), result("rl@8", "countdown", 0.42, 292),
+               result("rl", "countdown", 0.41, 234)]  # fmt: skip
+    report = compare(cfg, results)
+    assert report["best"] == "rl@8" and report["met_by"] == []
+    assert "| rl@8 | countdown | 42.0% | 292 | 0.95 | 0.59 | missed |" in table(report)
+    results[3] = result("rl@8", "countdown", 0.43, 240)  # 0.98 of the accuracy at 0.49 of the tokens
+    assert compare(cfg, results)["met_by"] == ["rl@8"]
 
 
 def test_report_command_errors_are_one_line(tmp_path: Path) -> None:
