@@ -111,3 +111,32 @@ def test_make_splits_writes_disjoint_splits_and_verified_traces(tmp_path: Path) 
     for example in rows["sft"]:
         assert problems[example["id"]]["problem"] in example["prompt"]
         assert grade("countdown", example["response"], problems[example["id"]], think_opened_by_prompt=True).correct
+
+
+def test_traces_with_drawn_budgets_keep_the_searches_that_give_up(tmp_path: Path) -> None:
+    """``min_budget``: each trace draws how many two-number states it may try; one that spends its budget says so
+    and answers nothing (graded wrong), and stays in the SFT data, so the warm-up model learns to end a failed
+    search. Without it, only traces that found the target are written (the test above)."""
+    paths = make_splits(tmp_path, train=10, heldout=10, sft=300, seed=0, levels=[1, 2], min_budget=3)
+    examples = [json.loads(line) for line in paths["sft"].read_text().splitlines()]
+    problems = {r["id"]: r for r in generate(320, seed=0, levels=[1, 2])}
+    assert len(examples) == 300, "every trace is kept"
+    gave_up = [e for e in examples if e["response"].endswith("I could not find an expression.")]
+    assert 0.03 * len(examples) < len(gave_up) < 0.25 * len(examples)
+    for e in examples:
+        graded = grade("countdown", e["response"], problems[e["id"]], think_opened_by_prompt=True)
+        assert graded.correct is (e not in gave_up), e["response"]
+        if e in gave_up:
+            assert "No expression found within my budget.\n</think>" in e["response"] and "Found." not in e["response"]
+    tries = [e["response"].count("Dead end.") for e in gave_up]
+    assert min(tries) >= 3 and len(set(tries)) > 2, "budgets vary from 3 to 12 states"
+    with pytest.raises(ValueError, match="min_budget must be between 1 and 12"):
+        make_splits(tmp_path / "bad", min_budget=0)
+
+
+def test_a_step_is_tried_once_when_numbers_repeat() -> None:
+    """With 5, 5 and 15 the search used to try ``15+5`` twice (once per 5): one try per distinct step."""
+    row = {"numbers": [5, 5, 15], "target": 90}
+    for seed in range(20):
+        tries = [line.split(",")[0] for line in trace(row, seed)[0].splitlines() if line.startswith("Try ")]
+        assert len(tries) == len(set(tries)), tries

@@ -110,13 +110,16 @@ class Search:
     target: int
     rng: random.Random
     noise: float
+    budget: int = MAX_LEAVES  # two-number states it may try before it gives up
     lines: list[str] = field(default_factory=list)
     leaves: int = 0
 
     def ordered(self, state: Sequence[Item]) -> list[tuple[Step, list[Item]]]:
-        """Children closest to the target first, perturbed by this sample's noise."""
+        """Children closest to the target first, perturbed by this sample's noise; a step that repeats another
+        (the same numbers combined the same way, as with 5, 5 and 15) is tried once."""
+        unique = {(str(s), tuple(sorted(v for v, _ in r))): (s, r) for s, r in children(state)}
         scored = [(abs(self.target - s.value) / self.target + self.rng.uniform(0, self.noise), s, r)
-                  for s, r in children(state)]  # fmt: skip
+                  for s, r in unique.values()]  # fmt: skip
         return [(s, r) for _, s, r in sorted(scored, key=lambda t: t[0])]
 
     def explore(self, state: list[Item], depth: int, path: list[Step]) -> list[Step] | None:
@@ -126,14 +129,14 @@ class Search:
         if depth > 0:
             options = options[:BRANCH]
         for step, rest in options:
-            if self.leaves >= MAX_LEAVES:
+            if self.leaves >= self.budget:
                 return None
             if len(rest) > 2:
                 self.lines.append(f"{indent}Try {step}, left {show(rest)}.")
                 found = self.explore(rest, depth + 1, [*path, step])
                 if found:
                     return found
-                if self.leaves < MAX_LEAVES:
+                if self.leaves < self.budget:
                     self.lines.append(f"{indent} Back to {show(state)}.")
                 continue
             self.leaves += 1
@@ -153,13 +156,14 @@ def problem_text(numbers: Sequence[int], target: int) -> str:
             "give the expression.")  # fmt: skip
 
 
-def trace(row: dict[str, Any], seed: int, noise: float = 0.6) -> tuple[str, bool]:
+def trace(row: dict[str, Any], seed: int, noise: float = 0.6, budget: int = MAX_LEAVES) -> tuple[str, bool]:
     """A search trace for ``row`` (its order drawn from ``seed``) as a response after a k15 prompt, and whether it
-    found the target (see :func:`k15.train.data.warmup.sft_response` for the think-block convention)."""
+    found the target within ``budget`` two-number states; one that did not ends by saying so, without an answer
+    (see :func:`k15.train.data.warmup.sft_response` for the think-block convention)."""
     from k15.train.data.warmup import sft_response
 
     numbers, target = [int(n) for n in row["numbers"]], int(row["target"])
-    search = Search(target, random.Random(seed), noise)
+    search = Search(target, random.Random(seed), noise, budget)
     search.lines.append(f"Goal {target} from {show([(n, str(n)) for n in numbers])}.")
     steps = search.explore([(n, str(n)) for n in numbers], 0, [])
     if steps is None:
@@ -209,19 +213,26 @@ def solve(numbers: Sequence[int], target: int) -> str:
 
 
 def make_splits(out_dir: str | Path, train: int = 2000, heldout: int = 200, sft: int = 500, seed: int = 0,
-                levels: Sequence[int] | None = None) -> dict[str, Path]:  # fmt: skip
-    """Write ``train.jsonl`` and ``heldout.jsonl`` (RL prompts) and ``sft.jsonl`` (prompt/response search traces
-    that found the target) to ``out_dir``, from disjoint slices of one set of distinct problems of ``levels``
-    (default: all)."""
+                levels: Sequence[int] | None = None, min_budget: int | None = None) -> dict[str, Path]:  # fmt: skip
+    """Write ``train.jsonl`` and ``heldout.jsonl`` (RL prompts) and ``sft.jsonl`` (prompt/response search traces)
+    to ``out_dir``, from disjoint slices of one set of distinct problems of ``levels`` (default: all).
+
+    ``min_budget`` None: every trace may try :data:`MAX_LEAVES` two-number states and only those that found the
+    target are kept. An integer: each trace draws its budget from ``min_budget``..MAX_LEAVES and the traces that
+    spend it and give up are kept too, so the warm-up model learns to end a failed search rather than loop."""
     from k15.prompts import MATH_PROMPT
 
+    if min_budget is not None and not 1 <= min_budget <= MAX_LEAVES:
+        raise ValueError(f"min_budget must be between 1 and {MAX_LEAVES}, got {min_budget}")
     rows = generate(heldout + train + sft, seed, levels)
     out, paths = Path(out_dir), {}
     splits = {"heldout": rows[:heldout], "train": rows[heldout : heldout + train]}
     sft_rows = []
     for i, row in enumerate(rows[heldout + train :]):
-        response, found = trace(row, seed * 1_000_003 + i)
-        if found:
+        trace_seed = seed * 1_000_003 + i
+        budget = MAX_LEAVES if min_budget is None else random.Random(-trace_seed - 1).randint(min_budget, MAX_LEAVES)
+        response, found = trace(row, trace_seed, budget=budget)
+        if found or min_budget is not None:
             sft_rows.append({"id": row["id"], "prompt": MATH_PROMPT.format(problem=row["problem"]),
                              "response": response, "difficulty": row["difficulty"]})  # fmt: skip
     for name, split in (*splits.items(), ("sft", sft_rows)):
