@@ -26,3 +26,15 @@ def test_demo_data_levels_are_checked_against_the_task() -> None:
         DemoDataConfig(task="countdown", levels=[5])
     with pytest.raises(ValidationError, match="levels of arith"):
         DemoDataConfig(task="arith", levels=[])
+
+
+def test_min_budget_is_a_countdown_setting_passed_to_its_generator(tmp_path) -> None:
+    from k15.train.data import demo_splits
+
+    d = DemoDataConfig(task="countdown", levels=[1], train=5, heldout=5, sft=60, min_budget=3)
+    paths = demo_splits(d.task)(tmp_path, train=d.train, heldout=d.heldout, sft=d.sft, levels=d.levels,
+                                **d.splits_options())  # fmt: skip
+    assert len(paths["sft"].read_text().splitlines()) == 60, "traces that give up are kept too"
+    assert DemoDataConfig(task="countdown").splits_options() == {}
+    with pytest.raises(ValidationError, match="min_budget is a countdown setting; the demo task here is arith"):
+        DemoDataConfig(task="arith", min_budget=3)

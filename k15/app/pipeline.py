@@ -59,6 +59,9 @@ class DemoDataConfig(Config):
     sft: int = Field(400, ge=1)
     seed: int = 0
     levels: list[int] | None = Field(None, description="difficulty levels to draw (default: all of the task's)")
+    min_budget: int | None = Field(None, description="countdown only: each warm-up trace draws its search budget "
+                                   "from this many two-number states up to 12, and the traces that give up are kept "
+                                   "(default: all 12, only traces that found the target)")  # fmt: skip
 
     @field_validator("task")
     @classmethod
@@ -72,7 +75,13 @@ class DemoDataConfig(Config):
         known = demo_levels(self.task)
         if self.levels is not None and (not self.levels or any(level not in known for level in self.levels)):
             raise ValueError(f"levels of {self.task} are {', '.join(map(str, known))}; got {self.levels}")
+        if self.min_budget is not None and self.task != "countdown":
+            raise ValueError(f"min_budget is a countdown setting; the demo task here is {self.task}")
         return self
+
+    def splits_options(self) -> dict[str, Any]:
+        """The task-specific keyword arguments of its ``make_splits``."""
+        return {} if self.min_budget is None else {"min_budget": self.min_budget}
 
 
 class HeldoutEvalConfig(Config):
@@ -259,7 +268,8 @@ def run(cfg: LongCoTPipelineConfig) -> dict[str, Any]:
     data = cfg.task_dir()
     if not (data / "sft.jsonl").is_file():
         d = cfg.demo_data
-        demo_splits(d.task)(data, train=d.train, heldout=d.heldout, sft=d.sft, seed=d.seed, levels=d.levels)
+        demo_splits(d.task)(data, train=d.train, heldout=d.heldout, sft=d.sft, seed=d.seed, levels=d.levels,
+                            **d.splits_options())  # fmt: skip
     seconds, start = {}, time.monotonic()
     sft_final = _run_stage("sft", cfg.sft_config(), run_dir)
     seconds["warm-up SFT"], start = time.monotonic() - start, time.monotonic()
