@@ -243,8 +243,9 @@ def rl_update(model: Any, samples: list[dict[str, Any]], mini_batches: int, tau:
     cfg = SimpleNamespace(seed=0, epochs=1, mini_batches=mini_batches, tau=tau,
                           rollout=SimpleNamespace(temperature=1.0),
                           deepspeed=SimpleNamespace(micro_batch_size=2))  # fmt: skip
-    trainer = SimpleNamespace(cfg=cfg, step=0, world=1, pad_id=0, vision=None, engine=PlainEngine(model, lr=0.1))
-    for name in ("mini_batches", "micro_batches", "logprobs", "backward"):
+    trainer = SimpleNamespace(cfg=cfg, step=0, world=1, pad_id=0, vision=None, engine=PlainEngine(model, lr=0.1),
+                              _own_grad_norm=False)  # fmt: skip
+    for name in ("mini_batches", "micro_batches", "logprobs", "backward", "optimizer_step", "grad_norm"):
         setattr(trainer, name, functools.partial(getattr(Trainer, name), trainer))
     scored: list[int] = []
 

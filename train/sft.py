@@ -78,13 +78,13 @@ class SFTTrainer(OfflineTrainer):
                                        images=[self.examples[i].images for i in batch])  # fmt: skip
             nll = -logp.sum()
             self.backward(nll, total_tokens)  # the token mean over the global batch
-            self.engine.step()
+            self.optimizer_step()
             loss_sum += float(nll.detach())
         seconds = time.perf_counter() - started
         trained = sum(all_gather_objects(sum(len(self.encoded[i][0]) for i in mine)))
         return {
             "loss": sum(all_gather_objects(loss_sum)) / total_tokens,
-            "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
+            "grad_norm": self.grad_norm(),
             "lr": float(self.engine.get_lr()[0]),
             "train_tokens_per_s": trained / max(seconds, 1e-9),
             "step_s": seconds,

@@ -124,7 +124,7 @@ class DPOTrainer(OfflineTrainer):
             ref = ref.reshape(len(batch), 2)
             losses, margins = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], self.cfg.beta)
             self.backward(losses.sum(), total)  # the mean over the global batch
-            self.engine.step()
+            self.optimizer_step()
             sums["loss"] += float(losses.detach().sum())
             sums["margin"] += float(margins.sum())
             sums["right"] += float((margins > 0).sum())
@@ -133,7 +133,7 @@ class DPOTrainer(OfflineTrainer):
             "loss": sum(s["loss"] for s in gathered) / total,
             "reward_margin": sum(s["margin"] for s in gathered) / total,
             "reward_accuracy": sum(s["right"] for s in gathered) / total,
-            "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
+            "grad_norm": self.grad_norm(),
             "lr": float(self.engine.get_lr()[0]),
             "step_s": time.perf_counter() - started,
         }

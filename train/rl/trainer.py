@@ -284,8 +284,8 @@ class RLTrainer(Trainer):
                     if batch:
                         sums["sq_log_ratio"] += float(((logp.detach() - old) ** 2).sum()) / cfg.epochs
                         sums["policy_term"] += float(-(adv * logp.detach()).sum()) / cfg.epochs
-                    self.engine.step()  # the optimizer steps only at the boundary set above
-                sums["grad_norm"] += float(self.engine.get_global_grad_norm() or 0.0)
+                    self.optimizer_step()  # the optimizer steps only at the boundary set above
+                sums["grad_norm"] += self.grad_norm()
                 sums["steps"] += 1
         sums["train_tokens"] = float(sum(len(s["ids"]) for s in samples)) * cfg.epochs
         sums["train_s"] = time.perf_counter() - started

@@ -82,6 +82,11 @@ class Trainer(ABC):
                 print(f"k15 train: vision tower frozen ({frozen:,} parameters)", flush=True)
         self.prepare(model, model_path)
         self.engine = build_engine(model, config.deepspeed, saved_zero_stage(self.run_dir / "state"))
+        # An fp32 engine without ZeRO clips by a gradient norm it does not keep (DeepSpeed's clip_fp32_gradients):
+        # the trainer measures that one itself (grad_norm).
+        self._own_grad_norm = not (self.engine.zero_optimization_stage() or self.engine.bfloat16_enabled()
+                                   or self.engine.fp16_enabled())  # fmt: skip
+        self._grad_norm = 0.0
         restored = load_state(self.engine, self.run_dir / "state")
         self.resumed = restored is not None
         self.step: int = restored[0]["step"] if restored else 0
@@ -157,6 +162,19 @@ class Trainer(ABC):
         """Backward of ``loss_sum`` / ``global_count`` (the mean over all ranks' items): DeepSpeed averages
         gradients over ranks, hence the world-size factor."""
         self.engine.backward(loss_sum * self.world / max(global_count, 1), scale_wrt_gas=False)
+
+    def optimizer_step(self) -> None:
+        """``engine.step()``: the optimizer steps at the gradient-accumulation boundary (set by the caller)."""
+        if self._own_grad_norm and self.engine.is_gradient_accumulation_boundary():
+            grads = [p.grad for p in self.engine.module.parameters() if p.grad is not None]
+            self._grad_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        self.engine.step()
+
+    def grad_norm(self) -> float:
+        """The 2-norm of the gradients of the last optimizer step, before clipping, over all ranks."""
+        if self._own_grad_norm:
+            return self._grad_norm
+        return float(self.engine.get_global_grad_norm() or 0.0)
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
