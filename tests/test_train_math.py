@@ -98,6 +98,13 @@ def test_length_rewards(lengths: list[int], correct: list[bool], expected: list[
     assert length_rewards(lengths, correct) == pytest.approx(expected)
 
 
+def test_length_rewards_can_leave_wrong_answers_alone() -> None:
+    """The variant ranks only correct answers by length: a long wrong answer is no worse than a quick one."""
+    lengths, correct = [100, 200, 300, 400], [True, False, True, False]
+    assert length_rewards(lengths, correct) == pytest.approx([0.5, 0.0, -1 / 6, -0.5])
+    assert length_rewards(lengths, correct, wrong_answers=False) == pytest.approx([0.5, 0.0, -1 / 6, 0.0])
+
+
 def test_length_rewards_reject_mismatched_inputs() -> None:
     with pytest.raises(ValueError, match="2 lengths but 1"):
         length_rewards([1, 2], [True])

@@ -78,12 +78,13 @@ class Verifier:
             self._sandbox.close()
 
 
-def length_rewards(lengths: Sequence[int], correct: Sequence[bool]) -> list[float]:
+def length_rewards(lengths: Sequence[int], correct: Sequence[bool], wrong_answers: bool = True) -> list[float]:
     """Kimi k1.5's length reward for the k responses to one prompt (§2.3.3).
 
     λ_i = 0.5 − (len_i − min_len) / (max_len − min_len), and 0 for all when every length is equal;
     the reward is λ_i for a correct response and min(0, λ_i) for a wrong one (wrong answers are never rewarded
-    for brevity, long wrong ones are penalised).
+    for brevity, long wrong ones are penalised). With ``wrong_answers=False`` a wrong response gets 0 whatever its
+    length (a variant, not the paper's: a quick wrong answer then costs as much as a long one).
     """
     if len(lengths) != len(correct):
         raise ValueError(f"{len(lengths)} lengths but {len(correct)} correctness flags")
@@ -93,5 +94,5 @@ def length_rewards(lengths: Sequence[int], correct: Sequence[bool]) -> list[floa
     rewards = []
     for length, ok in zip(lengths, correct, strict=True):
         lam = 0.5 - (length - shortest) / (longest - shortest)
-        rewards.append(lam if ok else min(0.0, lam))
+        rewards.append(lam if ok else min(0.0, lam) if wrong_answers else 0.0)
     return rewards

@@ -63,6 +63,9 @@ class LengthPenaltyConfig(Config):
     enabled: bool = True
     weight: float = Field(1.0, ge=0)
     warmup_iterations: int = Field(0, ge=0, description="iterations before the length reward is switched on")
+    wrong_answers: bool = Field(
+        True, description="penalise long wrong answers, min(0, λ) (the paper); false: only correct ones are ranked"
+    )
 
 
 class PromptSamplingConfig(Config):
@@ -226,7 +229,7 @@ class RLTrainer(Trainer):
         """(total reward, length reward) per sample: the verifier reward plus the weighted length reward."""
         lp = self.cfg.length_penalty
         on = lp.enabled and iteration >= lp.warmup_iterations
-        lengths = length_rewards([len(t.response_ids) for t in group], [t.correct for t in group])
+        lengths = length_rewards([len(t.response_ids) for t in group], [t.correct for t in group], lp.wrong_answers)
         return [(t.reward + lp.weight * lr * on, lp.weight * lr * on) for t, lr in zip(group, lengths, strict=True)]
 
     # -- the policy update ---------------------------------------------------------------------------------------
