@@ -12,9 +12,7 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import common
@@ -23,8 +21,6 @@ import torch
 from k15 import vllm_plugin
 from k15.engine import EngineConfig
 from k15.evalsuite.generate import VLLMGenerator
-from k15.evalsuite.tasks import get_task
-from k15.jsonl import read_rows
 from k15.models import resolve_model
 from k15.precision import describe
 
@@ -48,19 +44,10 @@ def evaluate(generator: VLLMGenerator, requests: list[Any]) -> tuple[dict[str, f
 
 def main() -> None:
     parser = common.parser(__doc__, None)
-    common.add_prompt_flags(parser)
-    parser.set_defaults(task="countdown", levels=[1, 2])
-    parser.add_argument("--prompts", type=int, default=200)
-    parser.add_argument("--max-tokens", type=int, default=512)
+    common.add_eval_flags(parser)
     args = parser.parse_args()
     model = resolve_model(args.model)
-    with tempfile.TemporaryDirectory(prefix="k15-bench-top-p-") as work:
-        rows = read_rows(common.demo_prompts(args, Path(work), args.prompts))[0][: args.prompts]
-    requests = [
-        (get_task(args.task).to_item(row, None).messages(False),
-         {"temperature": 0.6, "top_p": 0.95, "max_tokens": args.max_tokens, "seed": i})
-        for i, row in enumerate(rows)
-    ]  # fmt: skip
+    requests = common.eval_requests(args)
     generator = VLLMGenerator(EngineConfig(enforce_eager=True, max_model_len=1024, gpu_memory_utilization=0.15))
     try:
         generator.load(model)  # vLLM loads k15's plugin with the engine

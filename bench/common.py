@@ -34,3 +34,29 @@ def emit(report: str, out: Path | None) -> None:
     print(report)
     if out:
         out.write_text(report + "\n")
+
+
+def add_eval_flags(made: argparse.ArgumentParser) -> None:
+    """The in-process evaluation benchmarks' prompts: ``--prompts`` of the demo task (Countdown, levels 1–2 by
+    default) with ``--max-tokens`` each."""
+    add_prompt_flags(made)
+    made.set_defaults(task="countdown", levels=[1, 2])
+    made.add_argument("--prompts", type=int, default=200)
+    made.add_argument("--max-tokens", type=int, default=512)
+
+
+def eval_requests(args: argparse.Namespace) -> list[tuple[list[dict], dict]]:
+    """``args.prompts`` requests as the task's evalsuite task writes them, at the evaluation's sampling
+    (temperature 0.6, top_p 0.95) with one seed per prompt, so that two runs do nearly the same work."""
+    import tempfile
+
+    from k15.evalsuite.tasks import get_task
+    from k15.jsonl import read_rows
+
+    with tempfile.TemporaryDirectory(prefix="k15-bench-eval-") as work:
+        rows = read_rows(demo_prompts(args, Path(work), args.prompts))[0][: args.prompts]
+    return [
+        (get_task(args.task).to_item(row, None).messages(False),
+         {"temperature": 0.6, "top_p": 0.95, "max_tokens": args.max_tokens, "seed": i})
+        for i, row in enumerate(rows)
+    ]  # fmt: skip
