@@ -55,7 +55,7 @@ def main() -> None:
 
         k15_filter = sampler.apply_top_k_top_p
         assert getattr(k15_filter, "k15", False), "k15's vLLM plugin is not installed (pip install -e .)"
-        vllm_filter = k15_filter.__closure__[0].cell_contents  # the function the plugin wraps
+        vllm_filter = k15_filter.__wrapped__
         vocab = generator.llm.get_tokenizer().vocab_size
         logits = torch.randn(min(64, len(requests)), vocab) * 8
         p = torch.full((logits.shape[0],), 0.95)

@@ -10,7 +10,8 @@ through vLLM's own function. Set ``VLLM_PLUGINS`` without ``k15`` to turn it off
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
 
 import torch
 
@@ -18,7 +19,10 @@ CANDIDATES = 256
 SLACK = 1e-4  # the candidates must hold p by more than float32's rounding of their sum
 
 
-def top_p_filter(logits: torch.Tensor, p: torch.Tensor, exact: Any) -> torch.Tensor:
+Filter = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+
+
+def top_p_filter(logits: torch.Tensor, p: torch.Tensor, exact: Filter) -> torch.Tensor:
     """``logits`` with every token outside each row's nucleus set to −inf, as vLLM's sort-based filter does.
 
     A token is kept when the probability of the tokens ranked above it is below p. When the ``CANDIDATES`` most
@@ -38,7 +42,8 @@ def top_p_filter(logits: torch.Tensor, p: torch.Tensor, exact: Any) -> torch.Ten
 
 
 def register() -> None:
-    """Route vLLM's CPU top-p through :func:`top_p_filter` (no effect on other platforms or on top-k)."""
+    """Route vLLM's CPU top-p through :func:`top_p_filter` (no effect on other platforms or on top-k); vLLM's own
+    function stays reachable as ``__wrapped__``."""
     from vllm.platforms import current_platform
     from vllm.v1.sample.ops import topk_topp_sampler as sampler
 
@@ -46,6 +51,7 @@ def register() -> None:
         return
     vllm_filter = sampler.apply_top_k_top_p
 
+    @functools.wraps(vllm_filter)
     def apply_top_k_top_p(logits: torch.Tensor, k: torch.Tensor | None, p: torch.Tensor | None) -> torch.Tensor:
         if k is not None or p is None:
             return vllm_filter(logits, k, p)

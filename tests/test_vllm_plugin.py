@@ -11,13 +11,15 @@ import torch
 from k15 import vllm_plugin
 
 
-@pytest.mark.parametrize("sharpness", [0.5, 2.0, 8.0, 30.0])
-def test_top_p_filter_keeps_the_tokens_vllm_keeps(sharpness: float) -> None:
+def vllm_filter(logits: torch.Tensor, k: torch.Tensor | None, p: torch.Tensor | None) -> torch.Tensor:
+    """vLLM's own sort-based filter, as its CPU sampler calls it."""
     from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p_pytorch
 
-    def vllm_filter(logits: torch.Tensor, k: torch.Tensor | None, p: torch.Tensor | None) -> torch.Tensor:
-        return apply_top_k_top_p_pytorch(logits, k, p, allow_cpu_sync=True)
+    return apply_top_k_top_p_pytorch(logits, k, p, allow_cpu_sync=True)
 
+
+@pytest.mark.parametrize("sharpness", [0.5, 2.0, 8.0, 30.0])
+def test_top_p_filter_keeps_the_tokens_vllm_keeps(sharpness: float) -> None:
     generator = torch.Generator().manual_seed(int(sharpness * 10))
     logits = torch.randn(24, 5000, generator=generator) * sharpness
     logits[3, :10] += 40  # one row whose nucleus is a few tokens
@@ -44,7 +46,7 @@ def test_vllm_finds_the_plugin_and_it_routes_only_cpu_top_p() -> None:
     vllm_plugin.register()
     vllm_plugin.register()  # vLLM may load plugins more than once per process
     patched = sampler.apply_top_k_top_p
-    assert patched.k15 and not getattr(patched.__closure__[0].cell_contents, "k15", False)
+    assert patched.k15 and not getattr(patched.__wrapped__, "k15", False)
     logits = torch.randn(4, 300) * 10
     k = torch.full((4,), 5)
     assert torch.isfinite(patched(logits.clone(), k, None)).sum(dim=1).tolist() == [5] * 4, "top-k: vLLM's own"
@@ -54,11 +56,6 @@ def test_vllm_finds_the_plugin_and_it_routes_only_cpu_top_p() -> None:
 def test_with_bf16_logits_the_filters_differ_only_in_how_they_break_ties_at_the_boundary() -> None:
     """A bf16 model's logits repeat values, and both filters keep an arbitrary part of a tie at the nucleus'
     edge (vLLM's sort is not stable); every token on which they disagree has exactly the edge's logit."""
-    from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p_pytorch
-
-    def vllm_filter(logits: torch.Tensor, k: torch.Tensor | None, p: torch.Tensor | None) -> torch.Tensor:
-        return apply_top_k_top_p_pytorch(logits, k, p, allow_cpu_sync=True)
-
     logits = (torch.randn(64, 20000, generator=torch.Generator().manual_seed(1)) * 7).bfloat16().float()
     p = torch.full((64,), 0.95)
     ours, theirs = vllm_plugin.top_p_filter(logits.clone(), p, vllm_filter), vllm_filter(logits.clone(), None, p)

@@ -94,5 +94,5 @@ def length_rewards(lengths: Sequence[int], correct: Sequence[bool], wrong_answer
     rewards = []
     for length, ok in zip(lengths, correct, strict=True):
         lam = 0.5 - (length - shortest) / (longest - shortest)
-        rewards.append(lam if ok else min(0.0, lam) if wrong_answers else 0.0)
+        rewards.append(lam if ok else (min(0.0, lam) if wrong_answers else 0.0))
     return rewards
