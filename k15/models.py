@@ -9,6 +9,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from k15 import paths
 from k15.chat import ensure_think_tokens
 from k15.checkpoint import CheckpointInfo, Kind, is_checkpoint, read_info, size_bytes, write_info
@@ -58,25 +60,30 @@ def prepare_default(progress: bool = True) -> Path:
     """Convert the embedded GGUF once into ``$K15_HOME/models/…`` and return its path.
 
     Idempotent, and safe to interrupt: the checkpoint is written to a temporary sibling directory and
-    renamed into place only when complete.
+    renamed into place only when complete. Safe to run concurrently: two k15 commands started at once on a new
+    machine convert it once (a file lock), instead of one replacing the directory the other already uses.
     """
     target = default_model_dir()
     if read_info(target) is not None:
         return target
     gguf = _gguf_path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_NAME}-", dir=target.parent))
-    tmp.chmod(0o755)
-    try:
-        if progress:
-            print(f"k15: converting {gguf.name} to a Hugging Face checkpoint (once) …", flush=True)
-        _convert_gguf(gguf, tmp)
-        write_info(tmp, CheckpointInfo(kind=Kind.base, name=DEFAULT_NAME, base_model="HuggingFaceTB/" + DEFAULT_NAME))
-        if target.exists():  # an interrupted or concurrent earlier attempt left something: replace it
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with FileLock(target.parent / f".{DEFAULT_NAME}.lock"):
+        if read_info(target) is not None:  # converted by another process while this one waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{DEFAULT_NAME}-", dir=target.parent))
+        tmp.chmod(0o755)
+        try:
+            if progress:
+                print(f"k15: converting {gguf.name} to a Hugging Face checkpoint (once) …", flush=True)
+            _convert_gguf(gguf, tmp)
+            info = CheckpointInfo(kind=Kind.base, name=DEFAULT_NAME, base_model="HuggingFaceTB/" + DEFAULT_NAME)
+            write_info(tmp, info)
+            if target.exists():  # an interrupted earlier attempt left something: replace it
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -34,6 +34,32 @@ def test_prepare_default_recovers_from_an_interrupted_run_and_is_idempotent(
     assert time.monotonic() - start < 1 and (path / "model.safetensors").stat().st_mtime == stamp
 
 
+def test_concurrent_prepare_default_converts_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two commands started at once on a new machine: one converts, the other waits and reuses it. The conversion
+    itself (25 s, tested above) is replaced by a slow recorder; the lock and the rename are the real ones."""
+    import threading
+
+    monkeypatch.setenv("K15_HOME", str(tmp_path))
+    calls: list[int] = []
+
+    def slow_convert(gguf: Path, out: Path) -> None:
+        calls.append(threading.get_ident())
+        time.sleep(0.5)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(models, "_convert_gguf", slow_convert)
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(models.prepare_default(progress=False))) for _ in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(calls) == 1, "the second caller converted again instead of waiting for the first"
+    assert results == [models.default_model_dir()] * 2
+    assert (results[0] / "config.json").is_file() and read_info(results[0]) is not None
+    assert not [p for p in results[0].parent.iterdir() if p.name.startswith(f".{models.DEFAULT_NAME}-")]
+
+
 def test_resolve_model(default_model: Path, tmp_path: Path) -> None:
     assert models.resolve_model(None) == default_model
     assert models.resolve_model("default") == default_model
