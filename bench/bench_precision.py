@@ -33,9 +33,17 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_flops(dtype: torch.dtype, size: int = 1024, repeats: int = 5, device: str = "cpu") -> float:
-    """Best-of-``repeats`` FLOP/s of one ``size``² matmul on ``device`` (``cpu`` or ``cuda``)."""
-    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
+def matmul_flops(
+    dtype: torch.dtype,
+    size: int = 1024,
+    repeats: int = 5,
+    device: str = "cpu",
+    shape: tuple[int, int, int] | None = None,
+) -> float:
+    """Best-of-``repeats`` FLOP/s of one ``size``² matmul on ``device`` (``cpu`` or ``cuda``), or of an
+    [m × k] @ [k × n] one for ``shape`` = (m, k, n)."""
+    m, k, n = shape or (size, size, size)
+    a, b = torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device)
     a @ b
     best = float("inf")
     for _ in range(repeats):
@@ -44,7 +52,7 @@ def matmul_flops(dtype: torch.dtype, size: int = 1024, repeats: int = 5, device:
         a @ b
         synchronize(device)
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
+    return 2 * m * k * n / best
 
 
 def train_step_seconds(model_path: Path, dtype: torch.dtype, batch: int, tokens: int) -> float:

@@ -4,9 +4,11 @@ in the same process.
 1. Rollout: vLLM (the trainer's rollout engine) against Hugging Face ``generate`` at its best — a plain HF model in
    the same precision with its KV cache, batched like the rollouts, same prompts and token budget; target ≥ 3×.
 2. Trainer: training tokens/s turned into FLOP/s (6·N per token) against the matmul peak, measured here, of the
-   precision it trains in (``dtype: auto``: bf16 with native bf16, else fp32), and against a plain PyTorch AdamW
-   loop (no DeepSpeed) on the same model, sequences, micro-batches and precision: the median over ``--rounds`` of
-   the two timed alternately on the last iteration's samples (the ratio within the iterations is reported too).
+   precision it trains in (``dtype: auto``: bf16 with native bf16, else fp32; a 2048² matmul, and the model's own
+   MLP matmul at a micro-batch's tokens, which says how much of that peak this model's widths can reach), and
+   against a plain PyTorch AdamW loop (no DeepSpeed) on the same model, sequences, micro-batches and precision: the
+   median over ``--rounds`` of the two timed alternately on the last iteration's samples (the ratio within the
+   iterations is reported too).
 3. Iteration: the share of each RL iteration spent in rollout, log-probs, training and weight sync; target sync ≤ 5%.
 
     python bench/bench_train.py [--model PATH] [--task arith|countdown] [--levels 1,2] [--prompts 32]
@@ -111,6 +113,12 @@ def main() -> None:
         rates["vllm"].append(vllm_tokens_per_s(trainer, prompts, args.max_tokens))
         rates["hf"].append(hf_generate_tokens_per_s(plain, trainer.tokenizer, prompts, args.max_tokens))
     peak = matmul_flops(torch_dtype(precision), size=2048)
+    # The model's own largest matmul at the trainer's micro-batch (MLP up-projection: tokens × hidden × intermediate):
+    # how far the 2048² peak is reachable at all with this model's widths.
+    model_config = trainer.engine.module.config
+    layer_shape = (trainer.cfg.deepspeed.micro_batch_size * args.max_tokens, model_config.hidden_size,
+                   model_config.intermediate_size)  # fmt: skip
+    layer_peak = matmul_flops(torch_dtype(precision), shape=layer_shape)
 
     trained: list[list[dict[str, Any]]] = []  # each iteration's samples, for the plain-PyTorch baseline
     update = trainer.update
@@ -143,6 +151,10 @@ def main() -> None:
         "precision": describe(precision),
         "matmul_peak_flops": peak,
         "train_flops_over_peak": train_flops / peak,
+        "layer_matmul_shape": "x".join(map(str, layer_shape)),
+        "layer_matmul_flops": layer_peak,
+        "layer_matmul_over_peak": layer_peak / peak,
+        "train_flops_over_layer_matmul": train_flops / layer_peak,
         "plain_pytorch_train_tokens_per_s": plain_rate,
         "train_over_plain_pytorch": statistics.median(paired),
         "train_over_plain_pytorch_rounds": paired,

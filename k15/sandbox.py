@@ -15,6 +15,7 @@ assertion has run, so a program that exits 0 early (``sys.exit(0)``, ``os._exit(
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import secrets
@@ -22,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +37,9 @@ from k15.config import Config
 
 BWRAP = "bwrap"
 PRLIMIT = "prlimit"
-FIRST_UID = 61000  # uids handed to concurrent programs when running as root (one each)
+FIRST_UID = 61000  # uids handed to concurrent programs when running as root (one each) …
+UID_COUNT = 64  # … from this many, leased across processes (two graders at once never share a uid)
+UID_LOCKS = Path(tempfile.gettempdir()) / "k15-sandbox-uids"
 OUTPUT_LIMIT = 64 * 1024  # bytes of stdout / stderr kept
 
 
@@ -128,11 +132,12 @@ class Sandbox:
         self.limits = limits or SandboxLimits()
         self.python = sandbox_python(self.limits.python)
         self.workers = self.limits.workers or os.cpu_count() or 1
-        self._uids: queue.Queue[int | None] = queue.Queue()
-        for slot in range(self.workers):
-            self._uids.put(FIRST_UID + slot if os.geteuid() == 0 else None)
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="k15-sandbox")
         check_available()
+        self._leases = lease_uids(self.workers) if os.geteuid() == 0 else {}
+        self._uids: queue.Queue[int | None] = queue.Queue()
+        for uid in self._leases or [None] * self.workers:
+            self._uids.put(uid)
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="k15-sandbox")
 
     def command(self) -> list[str]:
         """The bwrap command line that runs Python source read from stdin."""
@@ -208,6 +213,33 @@ class Sandbox:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        for fd in self._leases.values():
+            os.close(fd)  # releases the lease
+        self._leases = {}
+
+
+def lease_uids(count: int) -> dict[int, int]:
+    """``count`` sandbox uids no other live process holds (uid → the descriptor whose ``flock`` holds it until
+    closed, or until this process exits). A second grader on the same machine — an evaluation beside a code RL run —
+    must not get the same uids: ending a program kills every process of its uid."""
+    UID_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    leases: dict[int, int] = {}
+    for uid in range(FIRST_UID, FIRST_UID + UID_COUNT):
+        fd = os.open(UID_LOCKS / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        leases[uid] = fd
+        if len(leases) == count:
+            return leases
+    for fd in leases.values():
+        os.close(fd)
+    raise SandboxError(
+        f"no free sandbox uid: {UID_COUNT} from {FIRST_UID} are all held by other k15 processes (locks in "
+        f"{UID_LOCKS}); wait for them to finish, or give fewer sandbox workers"
+    )
 
 
 def _kill_group(pgid: int) -> None:

@@ -3,8 +3,11 @@ nothing escapes, no process is left behind, and the next program is graded right
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +16,7 @@ import psutil
 import pytest
 
 from k15.grading import grade
-from k15.sandbox import FIRST_UID, Sandbox, SandboxLimits
+from k15.sandbox import FIRST_UID, UID_COUNT, Sandbox, SandboxLimits
 
 RECORD = {"entry_point": "add", "prompt": "def add(a, b):\n    \"\"\"a + b\"\"\"\n",
           "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"}  # fmt: skip
@@ -32,7 +35,7 @@ def live_sandbox_processes() -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["uids", "status", "cmdline"]):
         uids = proc.info["uids"]
-        if uids and FIRST_UID <= uids.real < FIRST_UID + 64 and proc.info["status"] != psutil.STATUS_ZOMBIE:
+        if uids and FIRST_UID <= uids.real < FIRST_UID + UID_COUNT and proc.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(proc)
     return found
 
@@ -121,3 +124,30 @@ def test_many_programs_are_graded_concurrently_in_order(sandbox: Sandbox) -> Non
     programs = [f"assert {i} % 3 != 0" for i in range(24)]
     results = sandbox.run_many(programs)
     assert [r.passed for r in results] == [i % 3 != 0 for i in range(24)]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sandbox uids are handed out only when running as root")
+def test_sandboxes_of_two_processes_never_share_a_uid(sandbox: Sandbox) -> None:
+    """Ending a program kills every process of its uid, so a second grader on the machine (another process, here a
+    real one) must get other uids, and get them back once the first is closed."""
+    script = (
+        "from k15.sandbox import Sandbox, SandboxLimits\n"
+        "box = Sandbox(SandboxLimits(workers=3))\n"
+        "print(sorted(box._leases), flush=True)\n"
+        "input()\n"
+        "box.close()\n"
+    )
+    other = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        theirs = set(json.loads(other.stdout.readline()))
+        assert len(theirs) == 3 and not theirs & set(sandbox._leases)
+        mine = Sandbox(SandboxLimits(workers=2))
+        assert not set(mine._leases) & (theirs | set(sandbox._leases))
+        result = mine.run("assert sum(range(4)) == 6")
+        assert result.status == "passed", result
+        mine.close()
+    finally:
+        other.communicate("\n", timeout=30)
+    again = Sandbox(SandboxLimits(workers=3))
+    assert set(again._leases) & theirs, "uids of a closed sandbox are free again"
+    again.close()
