@@ -113,8 +113,8 @@ def main() -> None:
         rates["vllm"].append(vllm_tokens_per_s(trainer, prompts, args.max_tokens))
         rates["hf"].append(hf_generate_tokens_per_s(plain, trainer.tokenizer, prompts, args.max_tokens))
     peak = matmul_flops(torch_dtype(precision), size=2048)
-    # The model's own largest matmul at the trainer's micro-batch (MLP up-projection: tokens × hidden × intermediate):
-    # how far the 2048² peak is reachable at all with this model's widths.
+    # The model's own largest matmul (MLP up-projection: tokens × hidden × intermediate) at a micro-batch of
+    # max-length responses: how far the 2048² peak is reachable at all with this model's widths.
     model_config = trainer.engine.module.config
     layer_shape = (trainer.cfg.deepspeed.micro_batch_size * args.max_tokens, model_config.hidden_size,
                    model_config.intermediate_size)  # fmt: skip

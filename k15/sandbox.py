@@ -15,7 +15,6 @@ assertion has run, so a program that exits 0 early (``sys.exit(0)``, ``os._exit(
 
 from __future__ import annotations
 
-import fcntl
 import os
 import queue
 import secrets
@@ -31,6 +30,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from pydantic import Field
 
 from k15.config import Config
@@ -213,29 +213,28 @@ class Sandbox:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-        for fd in self._leases.values():
-            os.close(fd)  # releases the lease
+        for lock in self._leases.values():
+            lock.release()
         self._leases = {}
 
 
-def lease_uids(count: int) -> dict[int, int]:
-    """``count`` sandbox uids no other live process holds (uid → the descriptor whose ``flock`` holds it until
-    closed, or until this process exits). A second grader on the same machine — an evaluation beside a code RL run —
-    must not get the same uids: ending a program kills every process of its uid."""
+def lease_uids(count: int) -> dict[int, FileLock]:
+    """``count`` sandbox uids no other live process holds (uid → the lock that holds it until released, or until this
+    process exits). A second grader on the same machine — an evaluation beside a code RL run — must not get the same
+    uids: ending a program kills every process of its uid."""
     UID_LOCKS.mkdir(mode=0o700, exist_ok=True)
-    leases: dict[int, int] = {}
+    leases: dict[int, FileLock] = {}
     for uid in range(FIRST_UID, FIRST_UID + UID_COUNT):
-        fd = os.open(UID_LOCKS / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+        lock = FileLock(UID_LOCKS / str(uid), thread_local=False)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+            lock.acquire(timeout=0)
+        except Timeout:
             continue
-        leases[uid] = fd
+        leases[uid] = lock
         if len(leases) == count:
             return leases
-    for fd in leases.values():
-        os.close(fd)
+    for lock in leases.values():
+        lock.release()
     raise SandboxError(
         f"no free sandbox uid: {UID_COUNT} from {FIRST_UID} are all held by other k15 processes (locks in "
         f"{UID_LOCKS}); wait for them to finish, or give fewer sandbox workers"
